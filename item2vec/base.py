@@ -1,0 +1,112 @@
+"""The Recommender interface that evaluation talks to.
+
+Every model works on int-encoded sessions (item indices 1..n from an
+:class:`~item2vec.data.ItemVocab`, 0 = padding). It implements
+:meth:`Recommender.fit` and :meth:`Recommender.score_batch` (a dense score over
+the catalogue for a batch of prefixes); :meth:`recommend` and
+:meth:`recommend_batch` come from here. Models that can rank without dense
+scores override :meth:`recommend_batch` instead.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from item2vec.exceptions import EmptyDataError, NotFittedError
+from item2vec.index import topk
+
+__all__ = ["Recommender", "check_k", "popularity"]
+
+Sessions = Sequence[np.ndarray]
+
+
+def check_k(k: Any) -> int:
+    """Validate a top-k size: a positive int, else ``ValueError`` naming what came."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    return int(k)
+
+
+def popularity(sessions: Sessions, n_items: int) -> np.ndarray:
+    """Event counts per item index, shape ``(n_items + 1,)`` (index 0 stays 0)."""
+    if not len(sessions):
+        return np.zeros(n_items + 1, dtype=np.float64)
+    flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in sessions])
+    return np.bincount(flat, minlength=n_items + 1)[: n_items + 1].astype(np.float64)
+
+
+class Recommender(ABC):
+    """Base class: ``fit(sessions, n_items) -> self``; ``recommend(prefix, k)``.
+
+    Subclasses set :attr:`name` and implement :meth:`_fit` and :meth:`score_batch`.
+    ``n_items_`` and ``popularity_`` are set by :meth:`fit` for every model.
+    """
+
+    name: str = "recommender"
+
+    def fit(self, sessions: Sessions, n_items: int | None = None) -> Recommender:
+        """Learn from training sessions of item indices.
+
+        Parameters
+        ----------
+        sessions : sequence of int arrays
+            Item indices in 1..n_items.
+        n_items : int, optional
+            Catalogue size; default the largest index seen.
+        """
+        sessions = [np.asarray(s, dtype=np.int64) for s in sessions]
+        if not any(len(s) >= 2 for s in sessions):
+            raise EmptyDataError(
+                f"{self.name}.fit: expected at least one session with 2 or more items, found none"
+            )
+        seen_max = max(int(s.max()) for s in sessions if len(s))
+        if n_items is None:
+            n_items = seen_max
+        if seen_max > n_items or min(int(s.min()) for s in sessions if len(s)) < 1:
+            raise ValueError(f"{self.name}.fit: item indices must lie in 1..{n_items}")
+        self.n_items_ = int(n_items)
+        self.popularity_ = popularity(sessions, self.n_items_)
+        self._fit(sessions)
+        return self
+
+    @abstractmethod
+    def _fit(self, sessions: list[np.ndarray]) -> None: ...
+
+    @abstractmethod
+    def score_batch(self, prefixes: Sessions) -> np.ndarray:
+        """Scores over the catalogue, shape ``(len(prefixes), n_items + 1)``; column 0 unused."""
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_items_"):
+            raise NotFittedError(f"{self.name} is not fitted yet; call fit(sessions) first")
+
+    def _fallback(self) -> np.ndarray:
+        """Popularity squashed into [0, 1e-3): breaks ties without outvoting real evidence."""
+        p = self.popularity_
+        return 1e-3 * p / (p.max() + 1.0)
+
+    def recommend_batch(self, prefixes: Sessions, k: int = 20) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` item indices and scores for each prefix, shapes ``(B, k)``."""
+        self._check_fitted()
+        k = check_k(k)
+        if len(prefixes) == 0:
+            return np.empty((0, k), np.int64), np.empty((0, k), np.float32)
+        scores = np.asarray(self.score_batch(prefixes), dtype=np.float32)
+        scores[:, 0] = -np.inf
+        return topk(scores, k)
+
+    def recommend(self, prefix: Sequence[int] | np.ndarray, k: int = 20) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` item indices and scores for one prefix, shapes ``(k,)``."""
+        ids, scores = self.recommend_batch([np.asarray(prefix, dtype=np.int64)], k)
+        return ids[0], scores[0]
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor parameters, for logging."""
+        return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"

@@ -1,0 +1,443 @@
+"""Item2Vec (skip-gram with negative sampling over sessions) and ItemEmbeddings.
+
+:class:`Item2Vec` is the estimator: its constructor stores hyperparameters and
+:meth:`Item2Vec.fit` trains gensim's Word2Vec on sessions, treating each session
+as a sentence and each item id as a word. The result is an
+:class:`ItemEmbeddings`: only the vectors and the id ↔ row map, small and
+independent of the trainer, which answers :meth:`ItemEmbeddings.similar_items`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from gensim.models import Word2Vec
+from gensim.models.callbacks import CallbackAny2Vec
+from tqdm.auto import tqdm
+
+from item2vec._io import atomic_dir
+from item2vec.data.vocab import ItemVocab
+from item2vec.exceptions import (
+    DataError,
+    EmptyDataError,
+    FormatVersionError,
+    NotFittedError,
+    UnknownItemError,
+)
+from item2vec.index import ExactIndex
+
+__all__ = ["Item2Vec", "Item2VecConfig", "ItemEmbeddings"]
+
+FORMAT_VERSION = 1
+
+
+# ---------------------------------------------------------------------------
+# the serving object
+# ---------------------------------------------------------------------------
+class ItemEmbeddings:
+    """Item vectors and the external-id ↔ row map; answers similar-item queries.
+
+    Parameters
+    ----------
+    ids : sequence
+        External item ids (str or int), one per row of ``vectors``.
+    vectors : ndarray, shape (n_items, dim)
+    metadata : dict, optional
+        Free-form facts saved alongside (training config, data statistics).
+    """
+
+    def __init__(self, ids: Sequence[Any] | np.ndarray, vectors: np.ndarray, metadata: dict[str, Any] | None = None) -> None:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2:
+            raise DataError(f"vectors must be a 2-D (n_items, dim) array, got shape {vectors.shape}")
+        self.vocab = ids if isinstance(ids, ItemVocab) else ItemVocab(ids)
+        if len(self.vocab) != vectors.shape[0]:
+            raise DataError(
+                f"{len(self.vocab)} ids for {vectors.shape[0]} vectors; expected one id per row"
+            )
+        if len(self.vocab) == 0:
+            raise EmptyDataError("ItemEmbeddings needs at least one item")
+        if not np.isfinite(vectors).all():
+            raise DataError("vectors contain NaN or infinite values")
+        self.vectors = vectors
+        self.metadata = dict(metadata or {})
+        self._index: ExactIndex | None = None
+
+    @classmethod
+    def from_vectors(cls, ids: Sequence[Any], matrix: np.ndarray, **kw: Any) -> ItemEmbeddings:
+        """Build from any vectors (e.g. another trainer's output)."""
+        return cls(ids, matrix, **kw)
+
+    # -- basic protocol ------------------------------------------------------
+    def __len__(self) -> int:
+        return self.vectors.shape[0]
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.vocab
+
+    def __repr__(self) -> str:
+        return f"ItemEmbeddings(n_items={len(self)}, dim={self.dim})"
+
+    @property
+    def dim(self) -> int:
+        return self.vectors.shape[1]
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.vocab.ids
+
+    def row(self, item: object) -> int:
+        """Row of one id; :class:`UnknownItemError` (a ``KeyError``) naming it if absent."""
+        return self.vocab.index(item) - 1
+
+    def __getitem__(self, item: object) -> np.ndarray:
+        return self.vectors[self.row(item)]
+
+    @property
+    def index(self) -> ExactIndex:
+        if self._index is None:
+            self._index = ExactIndex(self.vectors)
+        return self._index
+
+    # -- queries ---------------------------------------------------------------
+    def similar_items(
+        self,
+        items: Any,
+        k: int = 10,
+        filter_items: Iterable[Any] | None = None,
+        missing: Literal["raise", "ignore"] = "raise",
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` items most similar (cosine) to each query item.
+
+        Parameters
+        ----------
+        items : id or list/array of ids
+            One external id gives 1-D answers; a list or array gives 2-D answers,
+            one row per query, computed as one matrix product.
+        k : int
+            Number of neighbours (> 0). Fewer come back when the catalogue is
+            smaller than ``k + 1``.
+        filter_items : iterable of ids, optional
+            Ids never to return (unknown ids here are ignored).
+        missing : {"raise", "ignore"}
+            For the batch form: an unknown query id raises
+            :class:`~item2vec.exceptions.UnknownItemError`, or (``"ignore"``) gets a
+            row of NaN scores and empty ids (``None``, or -1 for int ids).
+
+        Returns
+        -------
+        (ids, scores) : ndarrays
+            Shape ``(k,)`` for one id, ``(len(items), k)`` for a batch; scores
+            are cosine similarities, best first. The query item is never in its
+            own answer.
+
+        Raises
+        ------
+        UnknownItemError
+            (a ``KeyError``) naming the first unknown query id.
+        ValueError
+            If ``k <= 0`` or ``missing`` is not a known policy.
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        if missing not in ("raise", "ignore"):
+            raise ValueError(f"missing must be 'raise' or 'ignore', got {missing!r}")
+        single = not isinstance(items, (list, tuple, np.ndarray)) or (
+            isinstance(items, np.ndarray) and items.ndim == 0
+        )
+        queries = [items] if single else list(items)
+        rows = self.vocab.indices(queries, missing="raise" if (single or missing == "raise") else "pad") - 1
+        known = rows >= 0
+        k_eff = min(k, len(self) - 1)
+        if k_eff <= 0:
+            raise ValueError(f"the catalogue has {len(self)} item(s): no neighbours to return")
+        exclude_all = None
+        if filter_items is not None:
+            exclude_all = self.vocab.indices(filter_items, missing="drop") - 1
+        q_rows = rows[known]
+        found_rows, scores = self.index.search(
+            self.vectors[q_rows], k_eff, exclude=[np.array([r]) for r in q_rows], exclude_all=exclude_all
+        )
+        ids_all = self.vocab.ids
+        out_ids = ids_all[found_rows]
+        out_scores = scores
+        # rows that ran out of candidates (filters) carry -inf: drop those columns only if all are
+        if not known.all():
+            fill: Any = -1 if ids_all.dtype.kind in "iu" else None
+            full_ids = np.full((len(queries), k_eff), fill, dtype=ids_all.dtype)
+            full_scores = np.full((len(queries), k_eff), np.nan, dtype=np.float32)
+            full_ids[known], full_scores[known] = out_ids, out_scores
+            out_ids, out_scores = full_ids, full_scores
+        if single:
+            valid = np.isfinite(out_scores[0])
+            return out_ids[0][valid], out_scores[0][valid]
+        return out_ids, out_scores
+
+    # -- persistence -------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``vectors.npy``, ``ids.json`` and ``meta.json`` atomically."""
+        with atomic_dir(path) as tmp:
+            np.save(tmp / "vectors.npy", self.vectors)
+            (tmp / "ids.json").write_text(json.dumps(self.vocab.to_list()))
+            meta = {
+                "format_version": FORMAT_VERSION,
+                "kind": "item2vec.ItemEmbeddings",
+                "n_items": len(self),
+                "dim": self.dim,
+                "metadata": self.metadata,
+            }
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], mmap: bool = False) -> ItemEmbeddings:
+        """Read a directory written by :meth:`save` (``mmap=True`` maps the vectors)."""
+        p = Path(path)
+        if not (p / "meta.json").exists():
+            raise FileNotFoundError(f"{str(p)!r} is not an item2vec model directory (no meta.json)")
+        meta = json.loads((p / "meta.json").read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise FormatVersionError(
+                f"{p}: model format version {meta.get('format_version')!r}, this item2vec reads {FORMAT_VERSION}"
+            )
+        vectors = np.load(p / "vectors.npy", mmap_mode="r" if mmap else None)
+        ids = ItemVocab.from_list(json.loads((p / "ids.json").read_text()))
+        return cls(ids, vectors, metadata=meta.get("metadata"))
+
+    def to_word2vec_format(self, path: str | os.PathLike[str]) -> Path:
+        """Export in the word2vec text format (``n dim`` header, then ``id v1 v2 ...``)."""
+        from item2vec._io import atomic_file
+
+        p = Path(path)
+        with atomic_file(p) as fh:
+            fh.write(f"{len(self)} {self.dim}\n")
+            for item, vec in zip(self.vocab.to_list(), self.vectors, strict=True):
+                key = str(item)
+                if any(c.isspace() for c in key) or not key:
+                    raise DataError(f"id {item!r} has whitespace; the word2vec text format cannot hold it")
+                fh.write(key + " " + " ".join(f"{x:.6g}" for x in vec) + "\n")
+        return p
+
+
+# ---------------------------------------------------------------------------
+# the estimator
+# ---------------------------------------------------------------------------
+@dataclass
+class Item2VecConfig:
+    """Item2Vec hyperparameters; round-trips to a flat dict (MLflow params, config files).
+
+    ``window=None`` means the whole session is the context (item2vec, Barkan &
+    Koenigstein 2016): the window is set to the longest session and, with
+    ``shrink_windows=False``, every pair of items in a session is a training pair.
+    """
+
+    vector_size: int = 64
+    window: int | None = None
+    negative: int = 5
+    ns_exponent: float = 0.75
+    sample: float = 1e-3
+    epochs: int = 10
+    alpha: float = 0.025
+    min_alpha: float = 0.0001
+    min_count: int = 1
+    shrink_windows: bool = False
+    workers: int = 1
+    random_state: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Item2VecConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown Item2Vec option(s) {sorted(unknown)}; expected {sorted(names)}")
+        return cls(**d)
+
+
+class _Tokens:
+    """A re-iterable view of sessions as lists of string tokens (gensim's words)."""
+
+    def __init__(self, sessions: Iterable[Sequence[Any]], token: dict[Any, str]) -> None:
+        self.sessions, self.token = sessions, token
+
+    def __iter__(self) -> Iterator[list[str]]:
+        tok = self.token
+        for s in self.sessions:
+            yield [tok[x] if x in tok else _add(tok, x) for x in _as_list(s)]
+
+
+def _as_list(s: Any) -> list[Any]:
+    return s.tolist() if isinstance(s, np.ndarray) else list(s)
+
+
+def _add(tok: dict[Any, str], x: Any) -> str:
+    if x is None or (isinstance(x, float)):
+        raise DataError(f"item ids must be str or int, got {x!r} ({type(x).__name__})")
+    t = str(x)
+    tok[x] = t
+    return t
+
+
+class Item2Vec:
+    """Skip-gram item embeddings from sessions (gensim Word2Vec underneath).
+
+    The constructor only stores hyperparameters (see :class:`Item2VecConfig`);
+    :meth:`fit` does the work and sets ``embeddings_``, ``model_`` (the gensim
+    model, kept for warm starts) and ``loss_history_``.
+
+    Examples
+    --------
+    >>> model = Item2Vec(vector_size=32, epochs=5).fit([["a", "b", "c"], ["b", "c", "d"]] * 50)
+    >>> ids, scores = model.embeddings_.similar_items("b", k=2)
+    """
+
+    def __init__(self, config: Item2VecConfig | None = None, show_progress: bool = True, **params: Any) -> None:
+        base = (config or Item2VecConfig()).to_dict()
+        base.update(params)
+        self.config = Item2VecConfig.from_dict(base)
+        self.show_progress = show_progress
+
+    def get_params(self) -> dict[str, Any]:
+        return self.config.to_dict()
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self.get_params().items() if getattr(Item2VecConfig(), k) != v}
+        return f"Item2Vec({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+    @property
+    def embeddings_(self) -> ItemEmbeddings:
+        if not hasattr(self, "_embeddings"):
+            raise NotFittedError("this Item2Vec is not fitted yet; call fit(sessions) first")
+        return self._embeddings
+
+    def fit(self, sessions: Iterable[Sequence[Any]], init: ItemEmbeddings | None = None) -> Item2Vec:
+        """Train on sessions.
+
+        Parameters
+        ----------
+        sessions : list or re-iterable of sequences of item ids
+            Each session is a sequence of external ids (str or int). A one-shot
+            iterator or generator is refused: training reads the data
+            ``epochs + 1`` times.
+        init : ItemEmbeddings, optional
+            Warm start: items present in ``init`` start from its vectors (same
+            dimension required), so the new vector space stays comparable.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        TypeError
+            For a one-shot iterator/generator.
+        EmptyDataError
+            If no session has two or more items.
+        """
+        if iter(sessions) is sessions:
+            raise TypeError(
+                "sessions is a one-shot iterator or generator, but Item2Vec reads the sessions "
+                f"{self.config.epochs + 1} times (vocabulary + each epoch). Pass a list "
+                "(list(sessions)) or an object whose __iter__ starts over on every call."
+            )
+        cfg = self.config
+        if cfg.vector_size <= 0 or cfg.epochs <= 0 or cfg.negative < 0:
+            raise ValueError(
+                f"vector_size and epochs must be > 0 and negative >= 0, got "
+                f"{cfg.vector_size}, {cfg.epochs}, {cfg.negative}"
+            )
+        token: dict[Any, str] = {}
+        if isinstance(sessions, Sequence):
+            corpus: Any = list(_Tokens(sessions, token))  # convert once, reuse every epoch
+        else:
+            corpus = _Tokens(sessions, token)
+        n_pairs_sessions, max_len, n_words = 0, 0, 0
+        for s in corpus:
+            n_words += len(s)
+            if len(s) >= 2:
+                n_pairs_sessions += 1
+            max_len = max(max_len, len(s))
+        if n_pairs_sessions == 0:
+            raise EmptyDataError(
+                "Item2Vec.fit: expected at least one session with 2 or more items, found none"
+            )
+        back = {t: x for x, t in token.items()}
+        if len(back) != len(token):
+            raise DataError("item ids collide once written as strings (e.g. 1 and '1'); use one id type")
+        window = cfg.window if cfg.window is not None else max(max_len - 1, 1)
+        w2v = Word2Vec(
+            vector_size=cfg.vector_size,
+            window=window,
+            min_count=cfg.min_count,
+            sg=1,
+            hs=0,
+            negative=cfg.negative,
+            ns_exponent=cfg.ns_exponent,
+            sample=cfg.sample,
+            alpha=cfg.alpha,
+            min_alpha=cfg.min_alpha,
+            seed=cfg.random_state,
+            workers=cfg.workers,
+            shrink_windows=cfg.shrink_windows,
+            compute_loss=True,
+        )
+        t0 = time.perf_counter()
+        w2v.build_vocab(corpus)
+        if init is not None:
+            self._warm_start(w2v, init, back)
+        callbacks = [_Progress(cfg.epochs, self.show_progress)]
+        w2v.train(
+            corpus,
+            total_examples=w2v.corpus_count,
+            total_words=w2v.corpus_total_words,
+            epochs=cfg.epochs,
+            callbacks=callbacks,
+            compute_loss=True,
+        )
+        self.fit_seconds_ = time.perf_counter() - t0
+        self.loss_history_ = callbacks[0].losses
+        self.words_per_second_ = n_words * cfg.epochs / max(self.fit_seconds_, 1e-9)
+        self.model_ = w2v
+        keys = [back[t] for t in w2v.wv.index_to_key]
+        self._embeddings = ItemEmbeddings(
+            keys, w2v.wv.vectors.copy(), metadata={"item2vec": cfg.to_dict(), "window_used": window}
+        )
+        return self
+
+    @staticmethod
+    def _warm_start(w2v: Any, init: ItemEmbeddings, back: dict[str, Any]) -> None:
+        if init.dim != w2v.wv.vector_size:
+            raise DataError(f"warm start needs vectors of size {w2v.wv.vector_size}, got {init.dim}")
+        for i, t in enumerate(w2v.wv.index_to_key):
+            item = back[t]
+            if item in init:
+                w2v.wv.vectors[i] = init[item]
+
+
+class _Progress(CallbackAny2Vec):
+    """gensim callback: a tqdm bar over epochs with the epoch's loss in the postfix."""
+
+    def __init__(self, epochs: int, show: bool) -> None:
+        self.bar = tqdm(total=epochs, desc="item2vec", unit="epoch", disable=not show, leave=False)
+        self.losses: list[float] = []
+        self._last = 0.0
+
+    def on_epoch_end(self, model: Any) -> None:
+        total = float(model.get_latest_training_loss())
+        self.losses.append(total - self._last)  # gensim accumulates the loss over epochs
+        self._last = total
+        self.bar.set_postfix(loss=f"{self.losses[-1]:.4g}")
+        self.bar.update(1)
+
+    def on_train_end(self, model: Any) -> None:
+        self.bar.close()
