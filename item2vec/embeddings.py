@@ -30,7 +30,6 @@ from item2vec.exceptions import (
     EmptyDataError,
     FormatVersionError,
     NotFittedError,
-    UnknownItemError,
 )
 from item2vec.index import ExactIndex
 

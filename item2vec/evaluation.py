@@ -1,0 +1,182 @@
+"""The evaluation protocol: next-item prediction on every prefix of every test session.
+
+For a test session ``s`` of length ``L`` and every ``t`` in ``1..L-1`` the model
+sees ``s[:t]`` and ranks the whole catalogue for ``s[t]``. HR@K is 1 when the
+target is in the top K (= Recall@K with one target), MRR@K is ``1/rank`` within
+the top K (else 0), NDCG@K is ``1/log2(rank + 1)`` within the top K (else 0).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from item2vec.base import Recommender, check_k
+from item2vec.exceptions import EmptyDataError
+
+__all__ = [
+    "Prefixes",
+    "evaluate",
+    "evaluate_many",
+    "format_table",
+    "make_prefixes",
+    "metrics_from_ranks",
+    "run_evaluation",
+]
+
+
+@dataclass
+class Prefixes:
+    """All (prefix, target) pairs of a set of sessions."""
+
+    prefixes: list[np.ndarray]
+    targets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def make_prefixes(sessions: Sequence[np.ndarray], max_prefix: int | None = None) -> Prefixes:
+    """Every prefix ``s[:t]`` (t >= 1) with target ``s[t]``; ``max_prefix`` keeps the last items."""
+    prefixes: list[np.ndarray] = []
+    targets: list[int] = []
+    for s in sessions:
+        s = np.asarray(s, dtype=np.int64)
+        for t in range(1, len(s)):
+            lo = 0 if max_prefix is None else max(0, t - max_prefix)
+            prefixes.append(s[lo:t])
+            targets.append(int(s[t]))
+    if not targets:
+        raise EmptyDataError("evaluation: expected sessions with 2 or more items, found none")
+    return Prefixes(prefixes, np.asarray(targets, dtype=np.int64))
+
+
+def metrics_from_ranks(ranks: np.ndarray, k: int) -> dict[str, float]:
+    """HR@k, MRR@k, NDCG@k from 1-based ranks (0 = not in the top k)."""
+    ranks = np.asarray(ranks)
+    hit = (ranks > 0) & (ranks <= k)
+    r = np.where(hit, ranks, 1).astype(np.float64)
+    return {
+        f"hr@{k}": float(hit.mean()),
+        f"mrr@{k}": float(np.where(hit, 1.0 / r, 0.0).mean()),
+        f"ndcg@{k}": float(np.where(hit, 1.0 / np.log2(r + 1.0), 0.0).mean()),
+    }
+
+
+def evaluate(
+    model: Recommender,
+    sessions: Sequence[np.ndarray] | Prefixes,
+    k: int = 20,
+    batch_size: int = 512,
+    show_progress: bool = False,
+) -> dict[str, float]:
+    """Score one fitted model with the protocol above.
+
+    Returns
+    -------
+    dict
+        ``hr@k``, ``mrr@k``, ``ndcg@k``, ``n_predictions`` and
+        ``predict_seconds`` / ``predictions_per_second``.
+    """
+    k = check_k(k)
+    pre = sessions if isinstance(sessions, Prefixes) else make_prefixes(sessions)
+    ranks = np.zeros(len(pre), dtype=np.int64)
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(pre), desc=f"eval {model.name}", unit="pred", disable=not show_progress, leave=False)
+    for start in range(0, len(pre), batch_size):
+        stop = min(start + batch_size, len(pre))
+        ids, scores = model.recommend_batch(pre.prefixes[start:stop], k)
+        tgt = pre.targets[start:stop, None]
+        match = (ids == tgt) & np.isfinite(scores)
+        pos = match.argmax(axis=1) + 1
+        ranks[start:stop] = np.where(match.any(axis=1), pos, 0)
+        bar.update(stop - start)
+    bar.close()
+    secs = time.perf_counter() - t0
+    out: dict[str, float] = metrics_from_ranks(ranks, k)
+    out["n_predictions"] = len(pre)
+    out["predict_seconds"] = round(secs, 3)
+    out["predictions_per_second"] = round(len(pre) / max(secs, 1e-9), 1)
+    return out
+
+
+def evaluate_many(
+    models: Mapping[str, Recommender | Callable[[], Recommender]],
+    train: Sequence[np.ndarray],
+    test: Sequence[np.ndarray],
+    n_items: int,
+    k: int = 20,
+    show_progress: bool = False,
+    fitted: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Fit (unless ``fitted``) and evaluate several models on the same test prefixes.
+
+    Returns ``{name: {hr@k, mrr@k, ndcg@k, n_predictions, fit_seconds, ...}}``.
+    """
+    pre = make_prefixes(test)
+    results: dict[str, dict[str, Any]] = {}
+    for name, m in models.items():
+        model = m() if callable(m) and not isinstance(m, Recommender) else m
+        t0 = time.perf_counter()
+        if not fitted:
+            model.fit(train, n_items=n_items)
+        fit_s = time.perf_counter() - t0
+        res = evaluate(model, pre, k=k, show_progress=show_progress)
+        res["fit_seconds"] = round(fit_s, 3)
+        results[name] = res
+    return results
+
+
+def format_table(results: dict[str, dict[str, Any]], k: int) -> str:
+    """Results as a fixed-width table (model, HR@k, MRR@k, NDCG@k, fit s)."""
+    head = f"{'model':16s} {'HR@' + str(k):>8s} {'MRR@' + str(k):>8s} {'NDCG@' + str(k):>8s} {'fit s':>8s}"
+    rows = [head, "-" * len(head)]
+    for name, r in results.items():
+        rows.append(
+            f"{name:16s} {r[f'hr@{k}']:8.4f} {r[f'mrr@{k}']:8.4f} {r[f'ndcg@{k}']:8.4f} {r.get('fit_seconds', 0):8.2f}"
+        )
+    return "\n".join(rows)
+
+
+def run_evaluation(
+    data: Any,
+    names: Sequence[str],
+    k: int = 20,
+    split: str = "test",
+    embeddings: Any = None,
+    next_model: str | None = None,
+    item2vec_params: dict[str, Any] | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Fit each named model on ``data.train`` and evaluate on ``data.<split>``; the JSON report."""
+    from item2vec.recommenders import Item2VecRecommender, make_recommender
+
+    k = check_k(k)
+    sessions = getattr(data, split)
+    pre = make_prefixes(sessions)
+    results: dict[str, dict[str, Any]] = {}
+    for name in names:
+        t0 = time.perf_counter()
+        if name in ("item2vec", "item2vec-mean"):
+            mode = "last" if name == "item2vec" else "mean"
+            model = Item2VecRecommender(mode=mode, embeddings=embeddings, vocab=data.vocab if embeddings else None,
+                                        show_progress=show_progress, **(item2vec_params or {}))
+            model.fit(data.train, n_items=data.n_items)
+        elif name == "bilstm":
+            if not next_model:
+                raise ValueError("model 'bilstm' needs --next-model DIR (a checkpoint from item2vec train-next)")
+            from item2vec.nextitem import load_next_model
+
+            model = load_next_model(next_model)
+        else:
+            model = make_recommender(name).fit(data.train, n_items=data.n_items)
+        fit_s = time.perf_counter() - t0
+        res = evaluate(model, pre, k=k, show_progress=show_progress)
+        res["fit_seconds"] = round(fit_s, 3)
+        results[name] = res
+    return {"k": k, "split": split, "n_predictions": len(pre), "dataset": data.stats, "models": results}

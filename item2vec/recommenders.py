@@ -1,0 +1,106 @@
+"""Item2vec as a next-item recommender: neighbours of the last item, or of the session mean."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from item2vec.base import Recommender
+from item2vec.data.vocab import ItemVocab
+from item2vec.embeddings import Item2Vec, Item2VecConfig, ItemEmbeddings
+from item2vec.index import normalize
+
+__all__ = ["Item2VecRecommender", "make_recommender", "MODEL_NAMES"]
+
+
+class Item2VecRecommender(Recommender):
+    """Rank the catalogue by cosine similarity to the session's item vectors.
+
+    Parameters
+    ----------
+    mode : {"last", "mean"}
+        ``"last"``: neighbours of the last item of the prefix (the item itself is
+        excluded). ``"mean"``: neighbours of the mean of the prefix's unit vectors
+        (the prefix's items are excluded).
+    embeddings : ItemEmbeddings, optional
+        Pre-trained vectors. Their ids are mapped to indices with ``vocab`` (or,
+        without ``vocab``, taken to be the indices themselves). Without
+        ``embeddings``, :meth:`fit` trains :class:`Item2Vec` with ``params``.
+    vocab : ItemVocab, optional
+    show_progress : bool
+    **params
+        :class:`Item2VecConfig` hyperparameters.
+    """
+
+    def __init__(
+        self,
+        mode: Literal["last", "mean"] = "last",
+        embeddings: ItemEmbeddings | None = None,
+        vocab: ItemVocab | None = None,
+        show_progress: bool = False,
+        **params: Any,
+    ) -> None:
+        if mode not in ("last", "mean"):
+            raise ValueError(f"mode must be 'last' or 'mean', got {mode!r}")
+        self.mode = mode
+        self.embeddings = embeddings
+        self.vocab = vocab
+        self.show_progress = show_progress
+        self.params = Item2VecConfig.from_dict(params).to_dict()
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return "item2vec" if self.mode == "last" else "item2vec-mean"
+
+    def _fit(self, sessions: list[np.ndarray]) -> None:
+        emb = self.embeddings
+        if emb is None:
+            model = Item2Vec(show_progress=self.show_progress, **self.params).fit(sessions)
+            emb = model.embeddings_
+            self.item2vec_ = model
+        self.unit_ = self._aligned(emb)
+
+    def _aligned(self, emb: ItemEmbeddings) -> np.ndarray:
+        """Unit vectors in index order: row ``i`` is item ``i`` (zeros where unknown)."""
+        table = np.zeros((self.n_items_ + 1, emb.dim), dtype=np.float32)
+        if self.vocab is not None:
+            idx = self.vocab.indices(emb.ids, missing="pad")
+        else:
+            idx = np.asarray(emb.ids, dtype=np.int64)
+        ok = (idx > 0) & (idx <= self.n_items_)
+        table[idx[ok]] = emb.vectors[ok]
+        return normalize(table)
+
+    def score_batch(self, prefixes: Sequence[np.ndarray]) -> np.ndarray:
+        self._check_fitted()
+        B = len(prefixes)
+        q = np.zeros((B, self.unit_.shape[1]), dtype=np.float32)
+        for i, p in enumerate(prefixes):
+            p = np.asarray(p, dtype=np.int64)
+            p = p[(p > 0) & (p <= self.n_items_)]
+            if len(p) == 0:
+                continue
+            q[i] = self.unit_[p[-1]] if self.mode == "last" else self.unit_[p].mean(axis=0)
+        scores = q @ self.unit_.T + self._fallback()[None, :].astype(np.float32)
+        for i, p in enumerate(prefixes):
+            p = np.asarray(p, dtype=np.int64)
+            p = p[(p > 0) & (p <= self.n_items_)]
+            if len(p):
+                scores[i, p[-1:] if self.mode == "last" else p] = -np.inf
+        return scores
+
+
+MODEL_NAMES = ("pop", "markov", "sknn", "implicit", "implicit-als", "item2vec", "item2vec-mean")
+
+
+def make_recommender(name: str, **params: Any) -> Recommender:
+    """A recommender by name: a baseline, ``item2vec`` or ``item2vec-mean``."""
+    if name in ("item2vec", "item2vec-mean"):
+        return Item2VecRecommender(mode="last" if name == "item2vec" else "mean", **params)
+    from item2vec.baselines import BASELINES
+
+    if name in BASELINES:
+        return BASELINES[name](**params)
+    raise ValueError(f"unknown model {name!r}; expected one of {sorted(set(MODEL_NAMES) | set(BASELINES))}")
