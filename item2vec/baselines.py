@@ -1,0 +1,436 @@
+"""Baseline next-item recommenders: popularity, Markov, session k-NN, implicit item-item.
+
+All of them implement :class:`~item2vec.base.Recommender` on int-encoded sessions
+(item indices ``1..n_items``, 0 = padding) and score a whole batch of prefixes
+with one vectorised or sparse operation:
+
+* :class:`Pop` -- the most popular training items, whatever the prefix.
+* :class:`Markov` -- first-order transitions ``last item -> next item``
+  (the "simple association rules / Markov chain" baseline of Ludewig & Jannach 2018).
+* :class:`SessionKNN` -- V-SKNN, the position-weighted session k-nearest-neighbours
+  method of Ludewig & Jannach, "Evaluation of session-based recommendation
+  algorithms", User Modeling and User-Adapted Interaction 28 (2018).
+* :class:`ImplicitItemItem` -- item-item cosine (``implicit``'s
+  ``CosineRecommender``) or ALS item factors (Hu, Koren & Volinsky, "Collaborative
+  filtering for implicit feedback datasets", ICDM 2008) on the session x item
+  matrix, scored from the last item of the prefix.
+
+Every model adds :meth:`~item2vec.base.Recommender._fallback` (popularity squashed
+into ``[0, 1e-3)``) so items without evidence are still ranked, by popularity.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from item2vec.base import Recommender
+from item2vec.exceptions import DataError, Item2VecError
+
+__all__ = [
+    "BASELINES",
+    "ImplicitALS",
+    "ImplicitItemItem",
+    "Markov",
+    "Pop",
+    "SessionKNN",
+    "UnknownBaselineError",
+    "make_baseline",
+]
+
+
+class UnknownBaselineError(Item2VecError, ValueError):
+    """The requested baseline name is not one of :data:`BASELINES`."""
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _as_prefixes(
+    model: Recommender, prefixes: Sequence[Sequence[int] | np.ndarray]
+) -> list[np.ndarray]:
+    """Prefixes as int64 arrays, checked to hold indices in ``1..n_items``."""
+    model._check_fitted()
+    out = [np.asarray(p, dtype=np.int64).reshape(-1) for p in prefixes]
+    sizes = [len(p) for p in out]
+    if sum(sizes):
+        flat = np.concatenate(out)
+        lo, hi = int(flat.min()), int(flat.max())
+        if lo < 1 or hi > model.n_items_:
+            bad = lo if lo < 1 else hi
+            raise DataError(
+                f"{model.name}: prefix item indices must lie in 1..{model.n_items_}, got {bad}"
+            )
+    return out
+
+
+def _last_items(prefixes: list[np.ndarray]) -> np.ndarray:
+    """Last item of each prefix, 0 (the padding index, which has no evidence) when empty."""
+    return np.fromiter(
+        (p[-1] if len(p) else 0 for p in prefixes), dtype=np.int64, count=len(prefixes)
+    )
+
+
+def _session_item_matrix(sessions: list[np.ndarray], n_items: int) -> sp.csr_matrix:
+    """Binary session x item CSR, shape ``(n_sessions, n_items + 1)`` (rows = sessions)."""
+    lens = np.fromiter((len(s) for s in sessions), dtype=np.int64, count=len(sessions))
+    rows = np.repeat(np.arange(len(sessions)), lens)
+    cols = np.concatenate(sessions) if len(sessions) else np.empty(0, np.int64)
+    m = sp.csr_matrix(
+        (np.ones(len(cols), np.float32), (rows, cols)), shape=(len(sessions), n_items + 1)
+    )
+    m.sum_duplicates()
+    m.data[:] = 1.0  # an item seen twice in a session still counts once
+    return m
+
+
+def _check_positive_int(owner: str, name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+# ----------------------------------------------------------------------------- Pop
+
+
+class Pop(Recommender):
+    """The most popular training items (event counts), the same list for every prefix.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = Pop().fit([np.array([1, 2]), np.array([2, 3])], n_items=3)
+    >>> m.recommend([1], k=1)[0]
+    array([2])
+    """
+
+    name = "pop"
+
+    def _fit(self, sessions: list[np.ndarray]) -> None:
+        self.scores_ = (self.popularity_ / max(self.popularity_.max(), 1.0)).astype(np.float32)
+
+    def score_batch(self, prefixes: Sequence[Sequence[int] | np.ndarray]) -> np.ndarray:
+        """Popularity for every prefix, shape ``(B, n_items + 1)`` float32."""
+        prefixes = _as_prefixes(self, prefixes)
+        return np.tile(self.scores_, (len(prefixes), 1))
+
+
+# ----------------------------------------------------------------------------- Markov
+
+
+class Markov(Recommender):
+    """First-order Markov chain: count ``last item -> next item`` over training pairs.
+
+    ``transitions_[a, b]`` is the number of times ``b`` directly follows ``a`` in a
+    training session (a scipy CSR matrix, shape ``(n_items + 1, n_items + 1)``).
+    The score of a prefix is the row of its last item plus the popularity
+    fallback. This is the simplest of the sequential baselines compared by
+    Ludewig & Jannach (2018), "Evaluation of session-based recommendation
+    algorithms" (there: "Markov chains" / sequential rules of length one).
+    """
+
+    name = "markov"
+
+    def _fit(self, sessions: list[np.ndarray]) -> None:
+        src = np.concatenate([s[:-1] for s in sessions])
+        dst = np.concatenate([s[1:] for s in sessions])
+        n = self.n_items_ + 1
+        t = sp.csr_matrix((np.ones(len(src), np.float32), (src, dst)), shape=(n, n))
+        t.sum_duplicates()
+        self.transitions_ = t
+
+    def score_batch(self, prefixes: Sequence[Sequence[int] | np.ndarray]) -> np.ndarray:
+        """Transition counts out of each prefix's last item, shape ``(B, n_items + 1)``."""
+        prefixes = _as_prefixes(self, prefixes)
+        last = _last_items(prefixes)
+        scores = self.transitions_[last].toarray()
+        scores += self._fallback().astype(np.float32)
+        return scores
+
+
+# ----------------------------------------------------------------------------- V-SKNN
+
+
+class SessionKNN(Recommender):
+    """V-SKNN: session k-nearest neighbours with position-weighted prefixes.
+
+    After Ludewig & Jannach (2018), "Evaluation of session-based recommendation
+    algorithms" (UMUAI 28), method *V-SKNN*:
+
+    1. the items of the prefix get weights with linear decay, ``w_p = p / L`` for
+       position ``p = 1..L`` (the latest item weighs 1; a repeated item keeps its
+       latest weight);
+    2. the similarity to a training session is the sum of the weights of the items
+       they share (``normalize=True`` divides by the norms of both vectors, i.e.
+       cosine);
+    3. of the training sessions sharing at least one item, only the
+       ``sample_size`` most recent are candidates (training sessions are in time
+       order: a higher index is more recent);
+    4. the ``k_neighbors`` most similar candidates vote for each of their items
+       with their similarity.
+
+    All of it is sparse algebra per batch: prefixes -> weighted ``(B, items)`` CSR,
+    times the item x session matrix, row-wise selection of candidates and
+    neighbours with one lexsort, times the session x item matrix.
+
+    Parameters
+    ----------
+    k_neighbors : int
+        Neighbour sessions that vote (default 100).
+    sample_size : int or None
+        Most recent candidate sessions considered (default 1000); ``None`` = all.
+    normalize : bool
+        Cosine instead of the plain weighted overlap.
+    """
+
+    name = "sknn"
+
+    def __init__(
+        self, k_neighbors: int = 100, sample_size: int | None = 1000, normalize: bool = False
+    ) -> None:
+        self.k_neighbors = k_neighbors
+        self.sample_size = sample_size
+        self.normalize = normalize
+
+    def _fit(self, sessions: list[np.ndarray]) -> None:
+        _check_positive_int(self.name, "k_neighbors", self.k_neighbors)
+        if self.sample_size is not None:
+            _check_positive_int(self.name, "sample_size", self.sample_size)
+        si = _session_item_matrix(sessions, self.n_items_)
+        self.session_items_ = si  # (n_sessions, n_items + 1)
+        self.item_sessions_ = si.T.tocsr()  # (n_items + 1, n_sessions)
+        self.session_norms_ = np.sqrt(np.diff(si.indptr)).astype(np.float32)
+
+    def _prefix_matrix(self, prefixes: list[np.ndarray]) -> sp.csr_matrix:
+        """Linear-decay weights of each prefix, CSR ``(B, n_items + 1)``."""
+        lens = np.fromiter((len(p) for p in prefixes), dtype=np.int64, count=len(prefixes))
+        total = int(lens.sum())
+        shape = (len(prefixes), self.n_items_ + 1)
+        if total == 0:
+            return sp.csr_matrix(shape, dtype=np.float32)
+        rows = np.repeat(np.arange(len(prefixes)), lens)
+        items = np.concatenate(prefixes)
+        starts = np.repeat(np.cumsum(lens) - lens, lens)
+        weights = ((np.arange(total) - starts + 1) / np.repeat(lens, lens)).astype(np.float32)
+        # keep the latest (heaviest) occurrence of a repeated item: first hit in reverse
+        key = rows * shape[1] + items
+        _, first_rev = np.unique(key[::-1], return_index=True)
+        keep = total - 1 - first_rev
+        return sp.csr_matrix((weights[keep], (rows[keep], items[keep])), shape=shape)
+
+    def score_batch(self, prefixes: Sequence[Sequence[int] | np.ndarray]) -> np.ndarray:
+        """Neighbour votes for each prefix, shape ``(B, n_items + 1)`` float32."""
+        prefixes = _as_prefixes(self, prefixes)
+        q = self._prefix_matrix(prefixes)
+        sim = (q @ self.item_sessions_).tocsr()  # (B, n_sessions): only sessions sharing an item
+        sim.sum_duplicates()
+        sim.sort_indices()
+        rows = np.repeat(np.arange(sim.shape[0]), np.diff(sim.indptr))
+        cols, vals = sim.indices.astype(np.int64), sim.data.astype(np.float32)
+        if self.normalize and len(vals):
+            qnorm = np.sqrt(np.asarray(q.multiply(q).sum(axis=1)).ravel()).astype(np.float32)
+            vals = vals / (qnorm[rows] * self.session_norms_[cols])
+        if self.sample_size is not None:
+            # columns are sorted within a row: keep the last sample_size (most recent)
+            from_end = np.repeat(sim.indptr[1:], np.diff(sim.indptr)) - 1 - np.arange(len(cols))
+            keep = from_end < self.sample_size
+            rows, cols, vals = rows[keep], cols[keep], vals[keep]
+        # top k_neighbors per row by similarity; ties go to the more recent session
+        order = np.lexsort((-cols, -vals, rows))
+        rows, cols, vals = rows[order], cols[order], vals[order]
+        counts = np.bincount(rows, minlength=sim.shape[0])
+        rank = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+        keep = rank < self.k_neighbors
+        nb = sp.csr_matrix((vals[keep], (rows[keep], cols[keep])), shape=sim.shape)
+        scores = (nb @ self.session_items_).toarray().astype(np.float32, copy=False)
+        scores += self._fallback().astype(np.float32)
+        return scores
+
+
+# ----------------------------------------------------------------------------- implicit
+
+
+class ImplicitItemItem(Recommender):
+    """Item-item scores from the ``implicit`` library, read off the prefix's last item.
+
+    The model is fitted on the binary session x item matrix with sessions as
+    implicit's "users" (rows = sessions, columns = items; implicit >= 0.5 wants
+    ``user_items`` and silently accepts a transposed matrix, so the shapes of the
+    learned state are checked after fitting).
+
+    * ``model="cosine"``: ``implicit.nearest_neighbours.CosineRecommender(K)``,
+      item-item cosine kept to the ``K`` nearest neighbours of every item
+      (Sarwar et al., "Item-based collaborative filtering recommendation
+      algorithms", WWW 2001). ``similarity_`` is that CSR matrix,
+      ``(n_items + 1, n_items + 1)``.
+    * ``model="als"``: ``implicit``'s ``AlternatingLeastSquares`` (Hu, Koren &
+      Volinsky, ICDM 2008); scores are cosines between the last item's factor and
+      every item's. ``item_factors_`` holds the L2-normalised factors,
+      ``(n_items + 1, factors)``.
+
+    An item's similarity with itself is dropped (it is always the maximum and
+    says nothing about the next item). Popularity breaks ties.
+
+    Parameters
+    ----------
+    model : {"cosine", "als"}
+    K : int
+        Neighbours kept per item (cosine).
+    factors, regularization, alpha, iterations : ALS hyperparameters.
+    random_state : int or None
+        Seed of the ALS initialisation.
+    num_threads : int
+        implicit's threads (0 = all cores).
+    """
+
+    MODELS = ("cosine", "als")
+
+    def __init__(
+        self,
+        model: str = "cosine",
+        K: int = 100,
+        factors: int = 64,
+        regularization: float = 0.01,
+        alpha: float = 1.0,
+        iterations: int = 15,
+        random_state: int | None = 0,
+        num_threads: int = 0,
+    ) -> None:
+        self.model = model
+        self.K = K
+        self.factors = factors
+        self.regularization = regularization
+        self.alpha = alpha
+        self.iterations = iterations
+        self.random_state = random_state
+        self.num_threads = num_threads
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return "implicit-als" if self.model == "als" else "implicit"
+
+    def _fit(self, sessions: list[np.ndarray]) -> None:
+        if self.model not in self.MODELS:
+            raise ValueError(
+                f"{type(self).__name__}: model must be one of {self.MODELS}, got {self.model!r}"
+            )
+        user_items = _session_item_matrix(
+            sessions, self.n_items_
+        )  # (sessions, items): rows = users
+        n = self.n_items_ + 1
+        with threadpool_limits(1, "blas"), warnings.catch_warnings():
+            # CosineRecommender normalises into COO internally and then warns about it
+            warnings.filterwarnings("ignore", message=".*expects CSR input.*")
+            if self.model == "cosine":
+                from implicit.nearest_neighbours import CosineRecommender
+
+                _check_positive_int(self.name, "K", self.K)
+                rec = CosineRecommender(K=self.K, num_threads=self.num_threads)
+                rec.fit(user_items, show_progress=False)
+                sim = sp.coo_matrix(rec.similarity)
+                if sim.shape != (n, n):
+                    raise RuntimeError(
+                        f"implicit returned a {sim.shape} similarity; expected {(n, n)}"
+                    )
+                off = sim.row != sim.col
+                self.similarity_ = sp.csr_matrix(
+                    (sim.data[off].astype(np.float32), (sim.row[off], sim.col[off])), shape=(n, n)
+                )
+            else:
+                from implicit.als import AlternatingLeastSquares
+
+                _check_positive_int(self.name, "factors", self.factors)
+                rec = AlternatingLeastSquares(
+                    factors=self.factors,
+                    regularization=self.regularization,
+                    alpha=self.alpha,
+                    iterations=self.iterations,
+                    random_state=self.random_state,
+                    num_threads=self.num_threads,
+                    use_gpu=False,
+                )
+                rec.fit(user_items, show_progress=False)
+                f = np.asarray(rec.item_factors, dtype=np.float32)
+                if f.shape[0] != n or np.asarray(rec.user_factors).shape[0] != len(sessions):
+                    raise RuntimeError(
+                        f"implicit returned item factors {f.shape}; expected {n} rows (one per item)"
+                    )
+                f[self.popularity_ == 0] = 0.0  # padding and unseen items have no evidence
+                norms = np.linalg.norm(f, axis=1, keepdims=True)
+                norms[norms == 0] = 1.0
+                self.item_factors_ = f / norms
+
+    def score_batch(self, prefixes: Sequence[Sequence[int] | np.ndarray]) -> np.ndarray:
+        """Similarity of every item to each prefix's last item, shape ``(B, n_items + 1)``."""
+        prefixes = _as_prefixes(self, prefixes)
+        last = _last_items(prefixes)
+        if self.model == "als":
+            scores = self.item_factors_[last] @ self.item_factors_.T
+            floor = -1.0  # lowest cosine: the last item itself goes to the bottom
+        else:
+            scores = self.similarity_[last].toarray()
+            floor = 0.0
+        scores[np.arange(len(last)), last] = floor
+        scores += self._fallback().astype(np.float32)
+        return scores.astype(np.float32, copy=False)
+
+
+class ImplicitALS(ImplicitItemItem):
+    """:class:`ImplicitItemItem` with ``model="als"`` by default (name ``"implicit-als"``)."""
+
+    def __init__(
+        self,
+        model: str = "als",
+        K: int = 100,
+        factors: int = 64,
+        regularization: float = 0.01,
+        alpha: float = 1.0,
+        iterations: int = 15,
+        random_state: int | None = 0,
+        num_threads: int = 0,
+    ) -> None:
+        super().__init__(
+            model, K, factors, regularization, alpha, iterations, random_state, num_threads
+        )
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+#: Baseline name -> class; every class builds with no arguments.
+BASELINES: dict[str, type[Recommender]] = {
+    "pop": Pop,
+    "markov": Markov,
+    "sknn": SessionKNN,
+    "implicit": ImplicitItemItem,
+    "implicit-als": ImplicitALS,
+}
+
+
+def make_baseline(name: str, **params: Any) -> Recommender:
+    """Build a baseline by name.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`BASELINES` (``pop``, ``markov``, ``sknn``, ``implicit``, ``implicit-als``).
+    **params
+        Constructor arguments of that class.
+
+    Raises
+    ------
+    UnknownBaselineError
+        (a ``ValueError``) if ``name`` is not known.
+    """
+    try:
+        cls = BASELINES[name]
+    except (KeyError, TypeError):
+        raise UnknownBaselineError(
+            f"unknown baseline {name!r}; expected one of {sorted(BASELINES)}"
+        ) from None
+    return cls(**params)
