@@ -210,7 +210,7 @@ def read_gowalla(path: str | os.PathLike[str]) -> pl.DataFrame:
     df = raw.with_row_index("_order").select(
         pl.col("user").alias("user_id"),
         pl.col("location").alias("item_id"),
-        pl.col("time").str.to_datetime(strict=False, time_unit="us").dt.replace_time_zone(None).alias("timestamp"),
+        pl.col("time").str.strip_suffix("Z").str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False, time_unit="us").alias("timestamp"),
         "_order",
     )
     return _finish(df, f"gowalla {p}")

@@ -35,7 +35,17 @@ class ItemVocab:
     """
 
     def __init__(self, ids: Sequence[Any] | np.ndarray) -> None:
-        arr = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids)
+        if isinstance(ids, np.ndarray):
+            arr = ids
+        else:
+            items = list(ids)
+            if items and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in items):
+                arr = np.asarray(items, dtype=np.int64)
+            else:  # object, not numpy's fixed-width str (which drops trailing NULs)
+                arr = np.empty(len(items), dtype=object)
+                arr[:] = items
+                if any(isinstance(x, float) for x in items):
+                    raise DataError("item ids must be str or int, got floats")
         if arr.dtype.kind == "f":
             raise DataError(f"item ids must be str or int, got floats (dtype {arr.dtype})")
         if arr.dtype.kind not in "iuUO":
@@ -142,4 +152,4 @@ class ItemVocab:
 
     @classmethod
     def from_list(cls, ids: list[Any]) -> ItemVocab:
-        return cls(np.asarray(ids, dtype=np.int64) if ids and all(isinstance(x, int) for x in ids) else np.asarray(ids, dtype=object))
+        return cls(ids)
