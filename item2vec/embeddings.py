@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from item2vec.exceptions import (
     FormatVersionError,
     NotFittedError,
 )
-from item2vec.index import ExactIndex
+from item2vec.index import ExactIndex, HNSWIndex, IndexKind, build_index, load_index, resolve_kind
 
 __all__ = ["Item2Vec", "Item2VecConfig", "ItemEmbeddings"]
 
@@ -51,6 +52,13 @@ class ItemEmbeddings:
     vectors : ndarray, shape (n_items, dim)
     metadata : dict, optional
         Free-form facts saved alongside (training config, data statistics).
+
+    Attributes
+    ----------
+    index_kind : {"auto", "exact", "ann"}
+        The index :meth:`similar_items` uses by default; ``"auto"`` is exact below
+        :data:`item2vec.index.ANN_MIN_ITEMS` items and approximate from there up
+        (see :meth:`build_index`).
     """
 
     def __init__(self, ids: Sequence[Any] | np.ndarray, vectors: np.ndarray, metadata: dict[str, Any] | None = None) -> None:
@@ -68,12 +76,39 @@ class ItemEmbeddings:
             raise DataError("vectors contain NaN or infinite values")
         self.vectors = vectors
         self.metadata = dict(metadata or {})
-        self._index: ExactIndex | None = None
+        self.index_kind: IndexKind = "auto"
+        self.index_params: dict[str, Any] = {}
+        self._indexes: dict[str, ExactIndex | HNSWIndex] = {}
 
     @classmethod
-    def from_vectors(cls, ids: Sequence[Any], matrix: np.ndarray, **kw: Any) -> ItemEmbeddings:
-        """Build from any vectors (e.g. another trainer's output)."""
-        return cls(ids, matrix, **kw)
+    def from_vectors(
+        cls,
+        ids: Sequence[Any],
+        matrix: np.ndarray,
+        metadata: dict[str, Any] | None = None,
+        index: IndexKind = "auto",
+        **index_params: Any,
+    ) -> ItemEmbeddings:
+        """Build from any vectors (e.g. another trainer's output).
+
+        Parameters
+        ----------
+        ids : sequence
+            External ids, one per row of ``matrix``.
+        matrix : ndarray, shape (n_items, dim)
+        metadata : dict, optional
+        index : {"auto", "exact", "ann"}
+            The default index of :meth:`similar_items`. ``"ann"`` builds the
+            approximate index now; the others build lazily on the first query.
+        **index_params
+            For the approximate index (``M``, ``ef_construction``, ``ef``, ...).
+        """
+        emb = cls(ids, matrix, metadata=metadata)
+        if index == "ann":
+            return emb.build_index("ann", **index_params)
+        resolve_kind(index, len(emb))  # validate the name
+        emb.index_kind, emb.index_params = index, dict(index_params)
+        return emb
 
     # -- basic protocol ------------------------------------------------------
     def __len__(self) -> int:
@@ -101,10 +136,38 @@ class ItemEmbeddings:
         return self.vectors[self.row(item)]
 
     @property
-    def index(self) -> ExactIndex:
-        if self._index is None:
-            self._index = ExactIndex(self.vectors)
-        return self._index
+    def index(self) -> ExactIndex | HNSWIndex:
+        """The default index (built on first use); see :attr:`index_kind`."""
+        return self.get_index(None)
+
+    def get_index(self, kind: IndexKind | None = None) -> ExactIndex | HNSWIndex:
+        """The index of ``kind`` (``None``: :attr:`index_kind`), built on first use."""
+        resolved = resolve_kind(self.index_kind if kind is None else kind, len(self))
+        if resolved not in self._indexes:
+            params = self.index_params if resolved == "ann" else {}
+            self._indexes[resolved] = build_index(self.vectors, resolved, **params)
+        return self._indexes[resolved]
+
+    def build_index(self, kind: IndexKind = "ann", **params: Any) -> ItemEmbeddings:
+        """Build the ``kind`` index now (replacing one built before) and make it the default.
+
+        Parameters
+        ----------
+        kind : {"auto", "exact", "ann"}
+        **params
+            For :class:`~item2vec.index.HNSWIndex`: ``M``, ``ef_construction``,
+            ``ef``, ``random_state``, ``num_threads``.
+
+        Returns
+        -------
+        self
+        """
+        resolved = resolve_kind(kind, len(self))
+        self.index_kind = resolved
+        if resolved == "ann":
+            self.index_params = dict(params)
+        self._indexes[resolved] = build_index(self.vectors, resolved, **(params if resolved == "ann" else {}))
+        return self
 
     # -- queries ---------------------------------------------------------------
     def similar_items(
@@ -113,6 +176,7 @@ class ItemEmbeddings:
         k: int = 10,
         filter_items: Iterable[Any] | None = None,
         missing: Literal["raise", "ignore"] = "raise",
+        index: IndexKind | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` items most similar (cosine) to each query item.
 
@@ -130,6 +194,11 @@ class ItemEmbeddings:
             For the batch form: an unknown query id raises
             :class:`~item2vec.exceptions.UnknownItemError`, or (``"ignore"``) gets a
             row of NaN scores and empty ids (``None``, or -1 for int ids).
+        index : {"auto", "exact", "ann"}, optional
+            Which index answers: exact brute force, the approximate HNSW graph
+            (the ``ann`` extra; built on first use), or ``"auto"`` (approximate
+            from :data:`item2vec.index.ANN_MIN_ITEMS` items up). Default:
+            :attr:`index_kind`.
 
         Returns
         -------
@@ -162,8 +231,8 @@ class ItemEmbeddings:
         if filter_items is not None:
             exclude_all = self.vocab.indices(filter_items, missing="drop") - 1
         q_rows = rows[known]
-        found_rows, scores = self.index.search(
-            self.vectors[q_rows], k_eff, exclude=[np.array([r]) for r in q_rows], exclude_all=exclude_all
+        found_rows, scores = self.get_index(index).search(
+            self.vectors[q_rows], k_eff, exclude=q_rows, exclude_all=exclude_all
         )
         ids_all = self.vocab.ids
         out_ids = ids_all[found_rows]
@@ -182,15 +251,24 @@ class ItemEmbeddings:
 
     # -- persistence -------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``vectors.npy``, ``ids.json`` and ``meta.json`` atomically."""
+        """Write ``vectors.npy``, ``ids.json``, ``meta.json`` and the index, atomically.
+
+        The approximate index goes to ``index/`` when one was built or when the
+        default index resolves to it (large catalogues: the build happens here,
+        in the batch job, not in the server that loads the model).
+        """
+        ann = "ann" in self._indexes or resolve_kind(self.index_kind, len(self)) == "ann"
         with atomic_dir(path) as tmp:
             np.save(tmp / "vectors.npy", self.vectors)
             (tmp / "ids.json").write_text(json.dumps(self.vocab.to_list()))
+            if ann:
+                self.get_index("ann").save(tmp / "index")  # type: ignore[union-attr]
             meta = {
                 "format_version": FORMAT_VERSION,
                 "kind": "item2vec.ItemEmbeddings",
                 "n_items": len(self),
                 "dim": self.dim,
+                "index_kind": self.index_kind,
                 "metadata": self.metadata,
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
@@ -209,7 +287,18 @@ class ItemEmbeddings:
             )
         vectors = np.load(p / "vectors.npy", mmap_mode="r" if mmap else None)
         ids = ItemVocab.from_list(json.loads((p / "ids.json").read_text()))
-        return cls(ids, vectors, metadata=meta.get("metadata"))
+        emb = cls(ids, vectors, metadata=meta.get("metadata"))
+        emb.index_kind = meta.get("index_kind", "auto")
+        if (p / "index" / "index.json").exists():
+            try:
+                idx = load_index(p / "index", emb.vectors)
+            except ImportError as e:  # saved with the ann extra, loaded without it
+                warnings.warn(f"{p}: the saved approximate index is not loaded ({e}); using exact search", stacklevel=2)
+                emb.index_kind = "exact"
+            else:
+                emb._indexes[idx.kind] = idx
+                emb.index_params = idx.params()
+        return emb
 
     def to_word2vec_format(self, path: str | os.PathLike[str]) -> Path:
         """Export in the word2vec text format (``n dim`` header, then ``id v1 v2 ...``)."""

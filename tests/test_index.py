@@ -1,0 +1,250 @@
+"""Nearest-neighbour indexes: exact equals brute force, ANN recall, filters respected."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import item2vec.index as index_mod
+from item2vec.embeddings import ItemEmbeddings
+from item2vec.index import (
+    ExactIndex,
+    HNSWIndex,
+    build_index,
+    load_index,
+    normalize,
+    resolve_kind,
+    topk,
+)
+
+pytest.importorskip("hnswlib")
+
+
+def clustered(n: int, dim: int = 16, n_clusters: int = 20, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_clusters, dim))
+    which = rng.integers(0, n_clusters, n)
+    return (centres[which] + 0.6 * rng.standard_normal((n, dim))).astype(np.float32)
+
+
+def brute(vectors: np.ndarray, queries: np.ndarray, k: int, banned: set[int] | None = None):
+    """Reference answer in float64 with a plain full sort."""
+    u = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    s = q.astype(np.float64) @ u.T.astype(np.float64)
+    if banned:
+        s[:, sorted(banned)] = -np.inf
+    order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(s, order, axis=1)
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found, truth, strict=True)]))
+
+
+# -- topk / normalize ----------------------------------------------------------------
+def test_topk_matches_full_sort_and_breaks_ties_by_index():
+    rng = np.random.default_rng(0)
+    s = rng.integers(0, 5, size=(7, 30)).astype(np.float32)  # many ties
+    idx, vals = topk(s, 4)
+    for row, (i, v) in enumerate(zip(idx, vals, strict=True)):
+        ref = sorted(range(30), key=lambda c: (-s[row, c], c))[:4]
+        assert np.array_equal(np.sort(v)[::-1], np.sort(s[row])[::-1][:4])
+        # inside the top k, equal values come in index order
+        assert list(i) == sorted(i, key=lambda c: (-s[row, c], c))
+        assert np.allclose(s[row, i], s[row, ref])
+
+
+def test_topk_k_larger_than_columns():
+    s = np.array([[0.1, 0.3, 0.2]], dtype=np.float32)
+    idx, vals = topk(s, 10)
+    assert idx.tolist() == [[1, 2, 0]]
+    assert vals.shape == (1, 3)
+
+
+def test_normalize_keeps_zero_rows():
+    v = normalize(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    assert v.dtype == np.float32
+    assert np.allclose(v, [[0.6, 0.8], [0.0, 0.0]])
+
+
+# -- exact -----------------------------------------------------------------------------
+@pytest.mark.parametrize("block_cells", [10**9, 500])  # one block, and many small blocks
+def test_exact_equals_brute_force(block_cells):
+    x = clustered(600)
+    q = clustered(45, seed=1)
+    rows, scores = ExactIndex(x, block_cells=block_cells).search(q, 10)
+    ref_rows, ref_scores = brute(x, q, 10)
+    assert np.allclose(scores, ref_scores, atol=1e-5)
+    assert recall(rows, ref_rows) == 1.0
+
+
+def test_exact_respects_exclusions_in_both_forms():
+    x = clustered(300)
+    idx = ExactIndex(x)
+    q_rows = np.arange(20)
+    banned = np.arange(100, 150)
+    r1, s1 = idx.search(x[q_rows], 8, exclude=q_rows, exclude_all=banned)
+    r2, s2 = idx.search(x[q_rows], 8, exclude=[np.array([r]) for r in q_rows], exclude_all=banned)
+    assert np.array_equal(r1, r2) and np.allclose(s1, s2)
+    for i, row in enumerate(r1):
+        assert q_rows[i] not in row
+        assert not set(row) & set(banned.tolist())
+    ref, _ = brute(x, x[:1], 8, banned=set(banned.tolist()) | {0})
+    assert set(r1[0]) == set(ref[0])
+
+
+def test_exact_runs_out_of_candidates_with_minus_inf():
+    x = clustered(10)
+    rows, scores = ExactIndex(x).search(x[:1], 5, exclude_all=np.arange(1, 8))
+    assert np.isfinite(scores[0, :3]).all() and np.isneginf(scores[0, 3:]).all()
+    assert set(rows[0, :3]) == {0, 8, 9}
+
+
+def test_exact_rejects_wrong_dimension():
+    with pytest.raises(ValueError, match="shape"):
+        ExactIndex(clustered(10)).search(np.ones((1, 3)), 2)
+
+
+# -- approximate -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ann_data():
+    x = clustered(3000, dim=32, n_clusters=40)
+    return x, HNSWIndex(x, M=16, ef_construction=100, ef=64, num_threads=1)
+
+
+def test_ann_recall_at_10(ann_data):
+    x, idx = ann_data
+    q = x[::30]
+    rows, scores = idx.search(q, 10)
+    ref, _ = brute(x, q, 10)
+    assert recall(rows, ref) >= 0.95
+    # scores are exact cosines of the returned rows, best first
+    u = normalize(x)
+    assert np.allclose(scores, np.einsum("bkd,bd->bk", u[rows], normalize(q)), atol=1e-5)
+    assert (np.diff(scores, axis=1) <= 1e-7).all()
+
+
+def test_ann_respects_filters_small_and_large(ann_data):
+    x, idx = ann_data
+    rng = np.random.default_rng(3)
+    q_rows = rng.choice(len(x), 25, replace=False)
+    ref_plain, _ = brute(x, x[q_rows], 10)
+    for n_banned in (30, 2500):  # over-fetching, then the exact fallback
+        banned = np.union1d(rng.choice(len(x), n_banned, replace=False), ref_plain[:, 1])
+        rows, scores = idx.search(x[q_rows], 10, exclude=q_rows, exclude_all=banned)
+        assert np.isfinite(scores).all()
+        for i, row in enumerate(rows):
+            assert q_rows[i] not in row
+            assert not set(row) & set(banned.tolist())
+        ref, _ = brute(x, x[q_rows], 10, banned=set(banned.tolist()))
+        # excluding the query per row too: compare to the reference without the query
+        ref_rows = [[r for r in rr if r != q] for rr, q in zip(brute(x, x[q_rows], 11, set(banned.tolist()))[0], q_rows, strict=True)]
+        assert recall(rows, np.array([r[:10] for r in ref_rows])) >= 0.95
+        assert ref.shape == rows.shape
+
+
+def test_ann_fewer_candidates_than_k(ann_data):
+    x, idx = ann_data
+    banned = np.arange(3, len(x))
+    rows, scores = idx.search(x[:2], 5, exclude_all=banned)
+    assert np.isfinite(scores[:, :3]).all() and np.isneginf(scores[:, 3:]).all()
+    assert all(set(r[:3]) == {0, 1, 2} for r in rows)
+
+
+def test_ann_single_equals_batch(ann_data):
+    x, idx = ann_data
+    rows, scores = idx.search(x[:5], 7)
+    for i in range(5):
+        r, s = idx.search(x[i], 7)
+        assert np.array_equal(r[0], rows[i]) and np.allclose(s[0], scores[i])
+
+
+def test_ann_save_load_round_trip(ann_data, tmp_path):
+    x, idx = ann_data
+    idx.save(tmp_path / "ix")
+    back = load_index(tmp_path / "ix", x)
+    assert isinstance(back, HNSWIndex) and back.params() == idx.params()
+    r1, s1 = idx.search(x[:20], 10)
+    r2, s2 = back.search(x[:20], 10)
+    assert np.array_equal(r1, r2) and np.allclose(s1, s2)
+    with pytest.raises(ValueError, match="vectors"):
+        load_index(tmp_path / "ix", x[:100])
+
+
+def test_ann_bad_params():
+    with pytest.raises(ValueError, match="M >= 2"):
+        HNSWIndex(clustered(10), M=1)
+
+
+# -- choosing ------------------------------------------------------------------------------
+def test_resolve_kind(monkeypatch):
+    assert resolve_kind("auto", 10) == "exact"
+    assert resolve_kind(None, 10) == "exact"
+    assert resolve_kind("ann", 10) == "ann"
+    monkeypatch.setattr(index_mod, "ANN_MIN_ITEMS", 50)
+    assert resolve_kind("auto", 50) == "ann"
+    assert isinstance(build_index(clustered(60), "auto", num_threads=1), HNSWIndex)
+    with pytest.raises(ValueError, match="'auto', 'exact' or 'ann'"):
+        resolve_kind("faiss", 10)
+
+
+# -- through ItemEmbeddings ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def emb():
+    x = clustered(2000, dim=32, n_clusters=30, seed=5)
+    return ItemEmbeddings.from_vectors([f"i{i}" for i in range(len(x))], x, index="ann", num_threads=1)
+
+
+def test_embeddings_ann_agrees_with_exact(emb):
+    queries = [f"i{i}" for i in range(0, 2000, 40)]
+    ids_a, sc_a = emb.similar_items(queries, k=10, index="ann")
+    ids_e, sc_e = emb.similar_items(queries, k=10, index="exact")
+    assert ids_a.shape == ids_e.shape == (len(queries), 10)
+    assert recall(ids_a, ids_e) >= 0.95
+    for q, row in zip(queries, ids_a, strict=True):
+        assert q not in row
+    assert emb.index_kind == "ann" and isinstance(emb.index, HNSWIndex)
+
+
+def test_embeddings_ann_filter_and_single(emb):
+    ids_e, _ = emb.similar_items("i7", k=10, index="exact")
+    banned = list(ids_e[:5]) + ["not-an-item"]
+    ids, scores = emb.similar_items("i7", k=10, filter_items=banned, index="ann")
+    assert ids.ndim == 1 and len(ids) == 10
+    assert not set(ids) & set(banned) and "i7" not in ids
+    assert set(ids_e[5:]) <= set(ids) | set(ids_e[5:][:1])  # at most one neighbour lost
+
+
+def test_embeddings_missing_ignore_with_ann(emb):
+    ids, scores = emb.similar_items(["i1", "nope"], k=3, missing="ignore", index="ann")
+    assert ids.shape == (2, 3) and np.isnan(scores[1]).all() and np.isfinite(scores[0]).all()
+    with pytest.raises(KeyError, match="nope"):
+        emb.similar_items("nope", index="ann")
+
+
+def test_embeddings_bad_index_name(emb):
+    with pytest.raises(ValueError, match="index must be"):
+        emb.similar_items("i1", index="hnsw")
+
+
+def test_embeddings_save_load_keeps_the_index(emb, tmp_path):
+    emb.save(tmp_path / "m")
+    assert (tmp_path / "m" / "index" / "hnsw.bin").exists()
+    back = ItemEmbeddings.load(tmp_path / "m")
+    assert back.index_kind == "ann" and isinstance(back.index, HNSWIndex)
+    q = ["i3", "i99", "i1500"]
+    a, sa = emb.similar_items(q, k=10)
+    b, sb = back.similar_items(q, k=10)
+    assert np.array_equal(a, b) and np.allclose(sa, sb)
+
+
+def test_small_model_saves_no_index(tmp_path):
+    x = clustered(50)
+    e = ItemEmbeddings.from_vectors(list(range(50)), x)
+    e.similar_items(3, k=5)
+    e.save(tmp_path / "m")
+    assert not (tmp_path / "m" / "index").exists()
+    back = ItemEmbeddings.load(tmp_path / "m")
+    assert isinstance(back.index, ExactIndex)
+    assert np.array_equal(back.similar_items(3, k=5)[0], e.similar_items(3, k=5)[0])
