@@ -1,0 +1,99 @@
+"""``item2vec train-next``: train the BiLSTM next-item model on prepared data.
+
+The lead's ``item2vec/cli.py`` calls :func:`add_parser` to register the subcommand;
+``item2vec evaluate --models ...,bilstm --next-model DIR`` loads the result with
+:func:`load_next_model`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from item2vec.nextitem.recommender import load_next_model
+
+__all__ = ["add_parser", "load_next_model"]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``train-next`` on an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "train-next",
+        help="train the BiLSTM next-item model (item2vec-initialised or random)",
+        description="Train the BiLSTM next-item model on a prepared-data directory, early-stopping "
+        "on validation MRR@20, and write a checkpoint directory.",
+    )
+    p.add_argument("--data", required=True, help="prepared-data directory (item2vec prepare)")
+    p.add_argument("--embeddings", default=None,
+                   help="item2vec model directory (item2vec fit); default: fit item2vec on the training split")
+    p.add_argument("--init", choices=["item2vec", "random"], default="item2vec", help="item table initialisation")
+    p.add_argument("--freeze", action="store_true", help="keep the item2vec vectors fixed")
+    p.add_argument("--out", required=True, help="checkpoint directory (written atomically)")
+    g = p.add_argument_group("model (defaults: item2vec.nextitem.NextItemConfig)")
+    g.add_argument("--hidden-size", type=int)
+    g.add_argument("--num-layers", type=int)
+    g.add_argument("--embedding-dim", type=int, help="random init: table width; item2vec init: projection width")
+    g.add_argument("--pooling", choices=["last", "mean", "attention"])
+    g.add_argument("--untied", action="store_true", help="a separate output item table")
+    g.add_argument("--dropout", type=float)
+    g.add_argument("--max-prefix", type=int, help="read only the last N items of a prefix")
+    g.add_argument("--loss", choices=["full", "sampled"], help="full softmax, or in-batch negatives for huge catalogues")
+    g.add_argument("--n-negatives", type=int, help="extra uniform negatives for --loss sampled")
+    t = p.add_argument_group("training (defaults: item2vec.nextitem.TrainConfig)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--clip-norm", type=float)
+    t.add_argument("--patience", type=int)
+    t.add_argument("--max-train", type=int, help="sample this many training prefixes")
+    t.add_argument("--max-valid", type=int, help="sample this many validation prefixes")
+    t.add_argument("--seed", type=int, dest="random_state")
+    t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: $ITEM2VEC_DEVICE, else CUDA if present)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_train_next)
+    return p
+
+
+_PARAMS = (
+    "hidden_size", "num_layers", "embedding_dim", "pooling", "dropout", "max_prefix", "loss", "n_negatives",
+    "epochs", "batch_size", "lr", "weight_decay", "clip_norm", "patience", "max_train", "max_valid",
+    "random_state", "device",
+)
+
+
+def _cmd_train_next(a: argparse.Namespace) -> int:
+    from item2vec.data import SessionData
+    from item2vec.embeddings import Item2Vec, ItemEmbeddings
+    from item2vec.nextitem.recommender import NextItemRecommender
+
+    if a.init == "random" and a.embeddings:
+        raise ValueError("--embeddings is for --init item2vec; with --init random there is nothing to load")
+    if a.freeze and a.init == "random":
+        raise ValueError("--freeze needs --init item2vec: there is nothing to keep fixed in a random table")
+    params: dict[str, Any] = {k: getattr(a, k) for k in _PARAMS if getattr(a, k, None) is not None}
+    if a.untied:
+        params["tied"] = False
+    data = SessionData.load(a.data)
+    emb = None
+    if a.init == "item2vec":
+        if a.embeddings:
+            emb = ItemEmbeddings.load(a.embeddings)
+        else:
+            i2v = Item2Vec(show_progress=not a.quiet).fit(data.decode(data.train))
+            emb = i2v.embeddings_
+            if not a.quiet:
+                print(f"item2vec: {len(emb):,} items x {emb.dim} dims in {i2v.fit_seconds_:.1f}s")
+    model = NextItemRecommender(
+        embeddings=emb, vocab=data.vocab, init=a.init, freeze=a.freeze, show_progress=not a.quiet, **params
+    )
+    model.fit(data.train, n_items=data.n_items, valid=data.valid if data.valid else None)
+    model.save(a.out)
+    if not a.quiet:
+        r = model.train_result_
+        val = ", ".join(f"{k} {v:.4f}" for k, v in r.best_metrics.items() if k.startswith("val_"))
+        print(
+            f"bilstm ({a.init}{', frozen' if a.freeze else ''}): kept epoch {r.best_epoch} of {r.epochs_run}"
+            f"{' (' + val + ')' if val else ''}, {r.seconds:.1f}s, {r.examples_per_second:,.0f} examples/s -> {a.out}"
+        )
+    return 0

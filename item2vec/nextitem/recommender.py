@@ -1,0 +1,367 @@
+"""The BiLSTM next-item model on the :class:`~item2vec.base.Recommender` interface.
+
+:class:`NextItemRecommender` builds a :class:`~item2vec.nextitem.model.NextItemModel`,
+initialises its item table from item2vec vectors (or randomly), trains it with the
+:class:`~item2vec.nextitem.train.Trainer`, answers batched top-k queries under
+``torch.inference_mode()``, and saves a self-describing checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from item2vec._io import atomic_dir
+from item2vec.base import Recommender, popularity
+from item2vec.data.vocab import ItemVocab
+from item2vec.embeddings import Item2Vec, ItemEmbeddings
+from item2vec.exceptions import DataError, FormatVersionError, NotFittedError
+from item2vec.nextitem.model import NextItemConfig, NextItemModel, pretrained_table
+from item2vec.nextitem.train import EpochCallback, TrainConfig, Trainer, TrainResult, resolve_device
+
+__all__ = ["NextItemRecommender", "load_next_model"]
+
+FORMAT_VERSION = 1
+KIND = "item2vec.NextItemRecommender"
+CHECKPOINT = "checkpoint.pt"
+
+_MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(NextItemConfig) if f.name != "n_items")
+_TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
+class NextItemRecommender(Recommender):
+    """Embedding (item2vec-initialised or random) → BiLSTM → scores over the catalogue.
+
+    Parameters
+    ----------
+    embeddings : ItemEmbeddings, optional
+        Pre-trained item vectors for ``init="item2vec"``. Their ids are mapped to
+        item indices with ``vocab`` (without ``vocab``, the ids are taken to be the
+        indices themselves). Without ``embeddings``, ``init="item2vec"`` fits
+        :class:`~item2vec.embeddings.Item2Vec` (``item2vec_params``) on the
+        training sessions first.
+    vocab : ItemVocab, optional
+        The vocabulary of the sessions this model sees (``SessionData.vocab``); it
+        is stored in the checkpoint so ids can be mapped at serving time.
+    init : {"item2vec", "random"}
+        How to initialise the item table.
+    freeze : bool
+        Keep the item2vec vectors fixed during training (only with ``init="item2vec"``).
+    valid_fraction : float
+        When :meth:`fit` gets no ``valid`` sessions, the last fraction of the
+        training sessions is held out for early stopping (0 disables early stopping).
+    item2vec_params : dict, optional
+        :class:`~item2vec.embeddings.Item2VecConfig` options for the internal fit.
+    callback : callable, optional
+        ``callback(epoch, {"loss": ..., "val_mrr@20": ..., ...})`` after each epoch.
+    **params
+        :class:`~item2vec.nextitem.model.NextItemConfig` fields (``hidden_size``,
+        ``num_layers``, ``pooling``, ``tied``, ``dropout``, ``max_prefix``, ``loss``,
+        ...) and :class:`~item2vec.nextitem.train.TrainConfig` fields (``epochs``,
+        ``batch_size``, ``lr``, ``patience``, ``random_state``, ``device``, ...).
+        With ``init="item2vec"`` the table width is the vectors' size; an
+        ``embedding_dim`` that differs becomes a projection to that width.
+
+    Attributes
+    ----------
+    model_ : NextItemModel
+    train_result_ : TrainResult
+    config_ : NextItemConfig
+    """
+
+    name = "bilstm"
+
+    def __init__(
+        self,
+        embeddings: ItemEmbeddings | None = None,
+        vocab: ItemVocab | None = None,
+        init: Literal["item2vec", "random"] = "item2vec",
+        freeze: bool = False,
+        valid_fraction: float = 0.1,
+        item2vec_params: dict[str, Any] | None = None,
+        callback: EpochCallback | None = None,
+        **params: Any,
+    ) -> None:
+        if init not in ("item2vec", "random"):
+            raise ValueError(f"init must be 'item2vec' or 'random', got {init!r}")
+        if freeze and init != "item2vec":
+            raise ValueError("freeze=True needs init='item2vec': there is nothing to keep fixed in a random table")
+        if not 0.0 <= valid_fraction < 1.0:
+            raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction!r}")
+        unknown = set(params) - set(_MODEL_FIELDS) - set(_TRAIN_FIELDS)
+        if unknown:
+            raise ValueError(
+                f"unknown NextItemRecommender option(s) {sorted(unknown)}; expected some of "
+                f"{sorted(_MODEL_FIELDS + _TRAIN_FIELDS)}"
+            )
+        if embeddings is not None and not isinstance(embeddings, ItemEmbeddings):
+            raise TypeError(f"embeddings must be an ItemEmbeddings, got {type(embeddings).__name__}")
+        self.embeddings = embeddings
+        self.vocab = vocab
+        self.init = init
+        self.freeze = freeze
+        self.valid_fraction = valid_fraction
+        self.item2vec_params = dict(item2vec_params or {})
+        self.params = params
+        self._callback = callback
+        # validate the option values now rather than after minutes of item2vec
+        NextItemConfig(n_items=1, **{k: v for k, v in params.items() if k in _MODEL_FIELDS})
+        self._train_config()
+
+    # -- parameters ------------------------------------------------------------------
+    def _train_config(self) -> TrainConfig:
+        return TrainConfig.from_dict({k: v for k, v in self.params.items() if k in _TRAIN_FIELDS})
+
+    def get_params(self) -> dict[str, Any]:
+        """Flat, loggable parameters (init + architecture + training), no objects.
+
+        Once fitted, the architecture is the one built (e.g. ``embedding_dim`` is
+        the item2vec vector size).
+        """
+        model = {k: v for k, v in self.params.items() if k in _MODEL_FIELDS}
+        defaults = {f.name: f.default for f in dataclasses.fields(NextItemConfig) if f.name != "n_items"}
+        if hasattr(self, "config_"):  # fitted: the architecture actually built
+            model = {k: v for k, v in self.config_.to_dict().items() if k != "n_items"}
+        return {
+            "init": self.init,
+            "freeze": self.freeze,
+            "valid_fraction": self.valid_fraction,
+            **{**defaults, **model},
+            **self._train_config().to_dict(),
+        }
+
+    # -- fitting -------------------------------------------------------------------------
+    def fit(
+        self,
+        sessions: Sequence[np.ndarray],
+        n_items: int | None = None,
+        valid: Sequence[np.ndarray] | None = None,
+    ) -> NextItemRecommender:
+        """Train on sessions of item indices.
+
+        Parameters
+        ----------
+        sessions : sequence of int arrays
+            Training sessions, item indices in ``1..n_items``, in time order.
+        n_items : int, optional
+            Catalogue size (default: the largest index seen).
+        valid : sequence of int arrays, optional
+            Validation sessions for early stopping on MRR@20. Indices outside
+            ``1..n_items`` are dropped. Without them, see ``valid_fraction``.
+
+        Returns
+        -------
+        self
+        """
+        self._valid = valid
+        try:
+            super().fit(sessions, n_items)
+        finally:
+            del self._valid
+        return self
+
+    def _fit(self, sessions: list[np.ndarray]) -> None:
+        n = self.n_items_
+        valid = self._valid
+        train = sessions
+        if valid is None and self.valid_fraction > 0:
+            n_hold = int(len(sessions) * self.valid_fraction)
+            if n_hold >= 1 and any(len(s) >= 2 for s in sessions[:-n_hold]):
+                train, valid = sessions[:-n_hold], sessions[-n_hold:]
+        if valid is not None:
+            valid = [v[(v > 0) & (v <= n)] for v in (np.asarray(s, dtype=np.int64) for s in valid)]
+        model_params = {k: v for k, v in self.params.items() if k in _MODEL_FIELDS}
+        tcfg = self._train_config()
+        torch.manual_seed(tcfg.random_state)
+        table = None
+        if self.init == "item2vec":
+            emb = self.embeddings
+            if emb is None:  # fitted on indices: its ids are the indices themselves
+                i2v = Item2Vec(show_progress=tcfg.show_progress,
+                               **{"random_state": tcfg.random_state, **self.item2vec_params})
+                emb = i2v.fit(sessions).embeddings_
+                self.item2vec_ = i2v
+                rows = self._rows(emb, n, by_index=True)
+            else:
+                rows = self._rows(emb, n, by_index=self.vocab is None)
+            table, known = pretrained_table(emb.vectors, rows, n, tcfg.random_state)
+            self.n_known_ = int(known.sum())
+            if self.n_known_ == 0:
+                raise DataError(
+                    "init='item2vec': none of the embeddings' ids is in this vocabulary; pass the "
+                    "vocab the sessions were encoded with (SessionData.vocab)"
+                )
+            wanted = model_params.get("embedding_dim")
+            if wanted is not None and wanted != emb.dim and model_params.get("projection_dim") is None:
+                model_params["projection_dim"] = wanted
+            model_params["embedding_dim"] = emb.dim
+        self.config_ = NextItemConfig(n_items=n, **model_params)
+        model = NextItemModel(self.config_)
+        model.init_bias(popularity(train, n))
+        if table is not None:
+            model.load_item_table(table, freeze=self.freeze)
+        self.train_result_ = Trainer(tcfg).fit(
+            model, train, valid, max_prefix=self.config_.max_prefix, callback=self._callback
+        )
+        self.model_ = model
+        self.device_ = next(model.parameters()).device
+
+    def _rows(self, emb: ItemEmbeddings, n: int, by_index: bool) -> np.ndarray:
+        """``rows[i - 1]``: the row of ``emb`` for item index ``i``, or -1."""
+        if not by_index:
+            assert self.vocab is not None
+            if len(self.vocab) != n:
+                raise DataError(f"vocab has {len(self.vocab)} items but the sessions have n_items={n}")
+            return emb.vocab.indices(self.vocab.ids.tolist(), missing="pad") - 1
+        ids = emb.ids
+        if ids.dtype.kind not in "iu":
+            raise DataError(
+                "init='item2vec' with embeddings keyed by external ids needs the vocab "
+                f"that encoded the sessions (vocab=SessionData.vocab); ids look like {ids[:3].tolist()}"
+            )
+        rows = np.full(n, -1, dtype=np.int64)
+        ok = (ids >= 1) & (ids <= n)
+        rows[ids[ok].astype(np.int64) - 1] = np.flatnonzero(ok)
+        return rows
+
+    # -- inference -------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError("bilstm is not fitted yet; call fit(sessions) or load a checkpoint first")
+
+    def score_batch(self, prefixes: Sequence[np.ndarray], batch_size: int = 1024) -> np.ndarray:
+        """Scores over the catalogue, shape ``(len(prefixes), n_items + 1)``; column 0 is ``-inf``.
+
+        Indices outside ``1..n_items`` (0, unknown items) are skipped; the last
+        ``max_prefix`` known items are read. A prefix with no known item gets
+        log-popularity scores.
+        """
+        self._check_fitted()
+        n, cap = self.n_items_, self.config_.max_prefix
+        out = np.empty((len(prefixes), n + 1), dtype=np.float32)
+        clean = []
+        for p in prefixes:
+            p = np.asarray(p, dtype=np.int64).ravel()
+            clean.append(p[(p > 0) & (p <= n)][-cap:])
+        lengths = np.array([len(p) for p in clean], dtype=np.int64)
+        empty = np.flatnonzero(lengths == 0)
+        if len(empty):
+            out[empty] = np.log1p(self.popularity_).astype(np.float32)
+        rows = np.flatnonzero(lengths > 0)
+        model, device = self.model_, self.device_
+        model.eval()
+        with torch.inference_mode():
+            for start in range(0, len(rows), batch_size):
+                r = rows[start : start + batch_size]
+                items = np.zeros((len(r), int(lengths[r].max())), dtype=np.int64)
+                for j, i in enumerate(r):
+                    items[j, : lengths[i]] = clean[i]
+                scores, _ = model(torch.from_numpy(items).to(device), torch.from_numpy(lengths[r]))
+                out[r] = scores.float().cpu().numpy()
+        out[:, 0] = -np.inf
+        return out
+
+    def recommend_ids(self, items: Sequence[Any], k: int = 20) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` external ids and scores after a session of external ids (unknown ids skipped).
+
+        Needs the ``vocab`` the model was trained with.
+        """
+        self._check_fitted()
+        if self.vocab is None:
+            raise NotFittedError("recommend_ids needs the vocab; construct the model with vocab=SessionData.vocab")
+        idx, scores = self.recommend(self.vocab.indices(list(items), missing="drop"), k)
+        return self.vocab.lookup(idx), scores
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write a self-describing checkpoint directory atomically.
+
+        ``checkpoint.pt`` holds the config, vocabulary, state_dict, kept epoch,
+        validation metrics and popularity (loadable with ``weights_only=True``);
+        ``meta.json`` repeats the plain facts for people and tools.
+        """
+        self._check_fitted()
+        res: TrainResult = self.train_result_
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "kind": KIND,
+            "n_items": self.n_items_,
+            "config": self.config_.to_dict(),
+            "params": self.get_params(),
+            "epoch": res.best_epoch,
+            "epochs_run": res.epochs_run,
+            "metrics": res.best_metrics,
+            "history": res.history,
+            "train_seconds": res.seconds,
+            "examples_per_second": res.examples_per_second,
+        }
+        ckpt = {
+            **meta,
+            "vocab": None if self.vocab is None else self.vocab.to_list(),
+            "state_dict": {k: v.detach().cpu() for k, v in self.model_.state_dict().items()},
+            "popularity": torch.from_numpy(np.asarray(self.popularity_, dtype=np.float64)),
+        }
+        with atomic_dir(path) as tmp:
+            torch.save(ckpt, tmp / CHECKPOINT)
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: str | None = None) -> NextItemRecommender:
+        """Read a directory written by :meth:`save` (``weights_only=True``).
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` holds no checkpoint.
+        FormatVersionError
+            If the checkpoint's format version or kind is not this one.
+        """
+        p = Path(path)
+        if not (p / CHECKPOINT).exists():
+            raise FileNotFoundError(
+                f"{str(p)!r} is not a next-item model directory (no {CHECKPOINT}); "
+                "create one with `item2vec train-next`"
+            )
+        ckpt = torch.load(p / CHECKPOINT, map_location="cpu", weights_only=True)
+        if ckpt.get("format_version") != FORMAT_VERSION or ckpt.get("kind") != KIND:
+            raise FormatVersionError(
+                f"{p}: checkpoint {ckpt.get('kind')!r} version {ckpt.get('format_version')!r}; "
+                f"this item2vec reads {KIND!r} version {FORMAT_VERSION}"
+            )
+        params = dict(ckpt["params"])
+        init, freeze, vf = params.pop("init"), params.pop("freeze"), params.pop("valid_fraction")
+        if device is not None:
+            params["device"] = device
+        vocab = None if ckpt["vocab"] is None else ItemVocab.from_list(ckpt["vocab"])
+        self = cls(vocab=vocab, init=init, freeze=freeze, valid_fraction=vf, **params)
+        self.config_ = NextItemConfig.from_dict(ckpt["config"])
+        model = NextItemModel(self.config_)
+        model.load_state_dict(ckpt["state_dict"])
+        model.embedding.weight.requires_grad_(not freeze)
+        dev = resolve_device(params.get("device"))
+        self.model_ = model.to(dev).eval()
+        self.device_ = dev
+        self.n_items_ = int(ckpt["n_items"])
+        self.popularity_ = ckpt["popularity"].numpy()
+        self.train_result_ = TrainResult(
+            history=list(ckpt["history"]),
+            best_epoch=int(ckpt["epoch"]),
+            best_metrics=dict(ckpt["metrics"]),
+            epochs_run=int(ckpt["epochs_run"]),
+            seconds=float(ckpt["train_seconds"]),
+            examples_per_second=float(ckpt["examples_per_second"]),
+        )
+        return self
+
+
+def load_next_model(path: str | os.PathLike[str], device: str | None = None) -> NextItemRecommender:
+    """Load a BiLSTM checkpoint directory (``item2vec train-next --out DIR``)."""
+    return NextItemRecommender.load(path, device=device)

@@ -1,0 +1,357 @@
+"""Training loop for next-item models: every prefix is an example, early stopping on MRR@20.
+
+The :class:`Trainer` knows nothing of the model beyond
+``model(items, lengths, targets=None) -> (scores, loss)``: it builds (prefix,
+target) examples, runs Adam with gradient clipping, evaluates MRR@K on validation
+prefixes after each epoch, keeps the best weights, and calls a per-epoch callback
+(MLflow logging plugs in there).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from item2vec.exceptions import EmptyDataError
+
+__all__ = ["Examples", "TrainConfig", "TrainResult", "Trainer", "make_examples", "resolve_device", "rank_metrics"]
+
+DEVICE_ENV = "ITEM2VEC_DEVICE"
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to train and predict on.
+
+    Order: the explicit ``device``, then the ``ITEM2VEC_DEVICE`` environment
+    variable, then CUDA when available, then CPU.
+
+    Raises
+    ------
+    ValueError
+        If the requested device is not a torch device name, or asks for CUDA on a
+        machine without it.
+    """
+    chosen = device if device is not None else os.environ.get(DEVICE_ENV) or None
+    if chosen is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(chosen)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must be a torch device name such as 'cpu' or 'cuda:0', got {chosen!r}") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        src = "device" if device is not None else f"${DEVICE_ENV}"
+        raise ValueError(f"{src} asks for {chosen!r} but CUDA is not available on this machine")
+    return dev
+
+
+@dataclass
+class Examples:
+    """(prefix, target) pairs as a right-padded matrix.
+
+    Attributes
+    ----------
+    items : ndarray, shape (N, L), int64
+        Prefixes, right-padded with 0 (``L`` = the longest kept prefix).
+    lengths : ndarray, shape (N,), int64
+    targets : ndarray, shape (N,), int64
+    """
+
+    items: np.ndarray
+    lengths: np.ndarray
+    targets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def subset(self, idx: np.ndarray) -> Examples:
+        return Examples(self.items[idx], self.lengths[idx], self.targets[idx])
+
+    def batch(self, idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Tensors for the rows ``idx``, trimmed to the batch's longest prefix."""
+        lengths = self.lengths[idx]
+        items = self.items[idx, : int(lengths.max())]
+        return (
+            torch.from_numpy(items).to(device),
+            torch.from_numpy(lengths),  # pack_padded_sequence wants lengths on the CPU
+            torch.from_numpy(self.targets[idx]).to(device),
+        )
+
+
+def make_examples(sessions: Sequence[np.ndarray], max_prefix: int) -> Examples:
+    """Every prefix ``s[:t]`` (t >= 1) of every session with target ``s[t]``; the last ``max_prefix`` items kept.
+
+    Raises
+    ------
+    EmptyDataError
+        If no session has two or more items.
+    """
+    sessions = [np.asarray(s, dtype=np.int64) for s in sessions]
+    n = sum(max(len(s) - 1, 0) for s in sessions)
+    if n == 0:
+        raise EmptyDataError("next-item training: expected sessions with 2 or more items, found none")
+    width = min(max_prefix, max(len(s) for s in sessions) - 1)
+    items = np.zeros((n, width), dtype=np.int64)
+    lengths = np.empty(n, dtype=np.int64)
+    targets = np.empty(n, dtype=np.int64)
+    row = 0
+    for s in sessions:
+        for t in range(1, len(s)):
+            p = s[max(0, t - max_prefix) : t]
+            items[row, : len(p)] = p
+            lengths[row] = len(p)
+            targets[row] = s[t]
+            row += 1
+    return Examples(items, lengths, targets)
+
+
+@torch.inference_mode()
+def rank_metrics(
+    model: nn.Module, examples: Examples, k: int = 20, batch_size: int = 1024, device: torch.device | None = None
+) -> dict[str, float]:
+    """HR@k and MRR@k of ``model`` on ``examples`` (rank = 1 + items scored strictly higher)."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    hits = rr = 0.0
+    for start in range(0, len(examples), batch_size):
+        idx = np.arange(start, min(start + batch_size, len(examples)))
+        items, lengths, targets = examples.batch(idx, device)
+        scores, _ = model(items, lengths)
+        tgt = scores.gather(1, targets[:, None])
+        rank = (scores > tgt).sum(1) + 1
+        hit = rank <= k
+        hits += float(hit.sum())
+        rr += float(torch.where(hit, 1.0 / rank.double(), torch.zeros((), dtype=torch.float64, device=device)).sum())
+    model.train(was_training)
+    n = max(len(examples), 1)
+    return {f"hr@{k}": hits / n, f"mrr@{k}": rr / n}
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings; round-trips to a flat dict.
+
+    Attributes
+    ----------
+    epochs : int
+        Upper bound on epochs.
+    batch_size : int
+    lr : float
+        Adam learning rate.
+    weight_decay : float
+    clip_norm : float
+        Gradient norm clipping (0 disables).
+    patience : int
+        Stop after this many epochs without a better validation MRR@k.
+    min_delta : float
+        An epoch is better when its MRR@k beats the best so far by more than this.
+    k : int
+        Cut-off of the validation metric.
+    max_valid : int, optional
+        Use a fixed random sample of this many validation prefixes (speed).
+    max_train : int, optional
+        Use a fixed random sample of this many training prefixes (speed).
+    random_state : int
+    device : str, optional
+        See :func:`resolve_device`.
+    num_threads : int, optional
+        CPU threads torch may use while training (restored afterwards); ``None``
+        leaves torch's setting. On a machine shared with other jobs, 1 is often
+        as fast as more and far steadier for models of this size.
+    show_progress : bool
+    """
+
+    epochs: int = 20
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    clip_norm: float = 5.0
+    patience: int = 2
+    min_delta: float = 0.0
+    k: int = 20
+    max_valid: int | None = 5000
+    max_train: int | None = None
+    random_state: int = 0
+    device: str | None = None
+    num_threads: int | None = None
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        if (self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.patience < 1 or self.k < 1
+                or (self.num_threads is not None and self.num_threads < 1)):
+            raise ValueError(
+                "TrainConfig: need epochs, batch_size, patience, k, num_threads >= 1 and lr > 0, got "
+                f"epochs={self.epochs}, batch_size={self.batch_size}, patience={self.patience}, "
+                f"k={self.k}, num_threads={self.num_threads}, lr={self.lr}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown TrainConfig option(s) {sorted(unknown)}; expected {sorted(names)}")
+        return cls(**d)
+
+
+@dataclass
+class TrainResult:
+    """What a training run did: per-epoch history, the kept epoch and its metrics."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    epochs_run: int = 0
+    seconds: float = 0.0
+    examples_per_second: float = 0.0
+    n_examples: int = 0
+
+
+class Trainer:
+    """Fit any ``model(items, lengths, targets) -> (scores, loss)`` on session prefixes.
+
+    Parameters
+    ----------
+    config : TrainConfig, optional
+    **params
+        :class:`TrainConfig` fields, overriding ``config``.
+    """
+
+    def __init__(self, config: TrainConfig | None = None, **params: Any) -> None:
+        base = (config or TrainConfig()).to_dict()
+        base.update(params)
+        self.config = TrainConfig.from_dict(base)
+
+    def fit(
+        self,
+        model: nn.Module,
+        train: Sequence[np.ndarray] | Examples,
+        valid: Sequence[np.ndarray] | Examples | None = None,
+        max_prefix: int = 20,
+        callback: EpochCallback | None = None,
+    ) -> TrainResult:
+        """Train ``model`` in place; with ``valid``, keep the weights of the best epoch.
+
+        Parameters
+        ----------
+        model : nn.Module
+            Moved to the chosen device.
+        train, valid : sessions (int arrays) or :class:`Examples`
+            ``valid`` drives early stopping on MRR@k; without it every epoch runs
+            and the last weights are kept.
+        max_prefix : int
+            Prefix cap when building examples from sessions.
+        callback : callable, optional
+            ``callback(epoch, {"loss": ..., "val_mrr@20": ..., "val_hr@20": ...,
+            "examples_per_second": ...})`` after each epoch (1-based epochs).
+
+        Returns
+        -------
+        TrainResult
+        """
+        threads = torch.get_num_threads()
+        if self.config.num_threads is not None:
+            torch.set_num_threads(self.config.num_threads)
+        try:
+            return self._fit(model, train, valid, max_prefix, callback)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _fit(
+        self,
+        model: nn.Module,
+        train: Sequence[np.ndarray] | Examples,
+        valid: Sequence[np.ndarray] | Examples | None,
+        max_prefix: int,
+        callback: EpochCallback | None,
+    ) -> TrainResult:
+        cfg = self.config
+        device = resolve_device(cfg.device)
+        rng = np.random.default_rng(cfg.random_state)
+        torch.manual_seed(cfg.random_state)
+        ex = train if isinstance(train, Examples) else make_examples(train, max_prefix)
+        if cfg.max_train is not None and len(ex) > cfg.max_train:
+            ex = ex.subset(np.sort(rng.choice(len(ex), cfg.max_train, replace=False)))
+        val: Examples | None = None
+        if valid is not None and len(valid):
+            val = valid if isinstance(valid, Examples) else _maybe_examples(valid, max_prefix)
+            if val is not None and cfg.max_valid is not None and len(val) > cfg.max_valid:
+                val = val.subset(np.sort(rng.choice(len(val), cfg.max_valid, replace=False)))
+        model.to(device)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        key = f"val_mrr@{cfg.k}"
+        result = TrainResult(n_examples=len(ex))
+        best_score, best_state, stale = -math.inf, None, 0
+        n_batches = math.ceil(len(ex) / cfg.batch_size)
+        t_start, train_seconds = time.perf_counter(), 0.0
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            order = rng.permutation(len(ex))
+            total, seen = 0.0, 0
+            t0 = time.perf_counter()
+            bar = tqdm(total=n_batches, desc=f"bilstm epoch {epoch}", unit="batch",
+                       disable=not cfg.show_progress, leave=False)
+            for b in range(n_batches):
+                idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+                items, lengths, targets = ex.batch(idx, device)
+                _, loss = model(items, lengths, targets)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.clip_norm:
+                    nn.utils.clip_grad_norm_(params, cfg.clip_norm)
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+                seen += len(idx)
+                if b % 20 == 0 or b == n_batches - 1:
+                    bar.set_postfix(loss=f"{total / seen:.4f}")
+                bar.update(1)
+            bar.close()
+            epoch_s = time.perf_counter() - t0
+            train_seconds += epoch_s
+            metrics: dict[str, float] = {"loss": total / max(seen, 1), "examples_per_second": seen / max(epoch_s, 1e-9)}
+            if val is not None:
+                metrics.update({f"val_{m}": v for m, v in rank_metrics(model, val, cfg.k, device=device).items()})
+            result.history.append({"epoch": epoch, **metrics})
+            result.epochs_run = epoch
+            if callback is not None:
+                callback(epoch, metrics)
+            score = metrics.get(key, -epoch)  # without validation: the latest epoch is the best
+            if val is None or score > best_score + cfg.min_delta or epoch == 1:
+                best_score, stale = score, 0
+                result.best_epoch, result.best_metrics = epoch, dict(metrics)
+                if val is not None:
+                    best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+                if stale >= cfg.patience:
+                    break
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        model.eval()
+        result.seconds = time.perf_counter() - t_start
+        result.examples_per_second = len(ex) * result.epochs_run / max(train_seconds, 1e-9)
+        return result
+
+
+def _maybe_examples(sessions: Sequence[np.ndarray], max_prefix: int) -> Examples | None:
+    try:
+        return make_examples(sessions, max_prefix)
+    except EmptyDataError:
+        return None

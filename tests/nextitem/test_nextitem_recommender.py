@@ -1,0 +1,162 @@
+"""NextItemRecommender: learns sequential transitions, inference rules, checkpoints, freezing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from item2vec.embeddings import ItemEmbeddings
+from item2vec.evaluation import evaluate
+from item2vec.exceptions import DataError, FormatVersionError, NotFittedError
+from item2vec.nextitem import NextItemRecommender, load_next_model, pretrained_table
+from item2vec.recommenders import Item2VecRecommender
+
+SMALL = dict(hidden_size=16, epochs=15, lr=1e-2, show_progress=False, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def fitted(sequential_data, sequential_embeddings):
+    data, _ = sequential_data
+    torch.set_num_threads(1)
+    return NextItemRecommender(embeddings=sequential_embeddings, vocab=data.vocab, **SMALL).fit(
+        data.train, data.n_items, valid=data.valid
+    )
+
+
+def test_bilstm_solves_deterministic_successors_item2vec_cannot(sequential_data, sequential_embeddings, fitted):
+    data, truth = sequential_data
+    i2v = Item2VecRecommender(embeddings=sequential_embeddings, vocab=data.vocab).fit(data.train, data.n_items)
+    random = NextItemRecommender(init="random", **SMALL).fit(data.train, data.n_items, valid=data.valid)
+    hr_i2v = evaluate(i2v, data.test, k=5)["hr@5"]
+    hr_bilstm = evaluate(fitted, data.test, k=5)["hr@5"]
+    hr_random = evaluate(random, data.test, k=5)["hr@5"]
+    assert hr_bilstm > 0.95 and hr_random > 0.95
+    assert hr_i2v < 0.5
+    # and the top answer is the planted successor
+    item = data.vocab.ids[0]
+    top = fitted.recommend_ids([item], k=1)[0][0]
+    assert top == truth.successor[item]
+
+
+def test_shapes_batch_equals_single(fitted, sequential_data):
+    data, _ = sequential_data
+    prefixes = [s[:3] for s in data.test[:7]]
+    scores = fitted.score_batch(prefixes)
+    assert scores.shape == (7, data.n_items + 1) and scores.dtype == np.float32
+    assert np.isneginf(scores[:, 0]).all()
+    ids, sc = fitted.recommend_batch(prefixes, k=4)
+    assert ids.shape == sc.shape == (7, 4)
+    for p, row_ids, row_sc in zip(prefixes, ids, sc, strict=True):
+        i1, s1 = fitted.recommend(p, k=4)
+        np.testing.assert_array_equal(i1, row_ids)
+        np.testing.assert_allclose(s1, row_sc, rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_items_are_skipped_and_empty_prefix_is_popularity(fitted, sequential_data):
+    data, _ = sequential_data
+    n = data.n_items
+    clean = np.array([3, 5])
+    dirty = np.array([0, 3, n + 7, 5, -2])
+    a, b = fitted.score_batch([clean, dirty])
+    np.testing.assert_array_equal(a, b)
+    ids, _ = fitted.recommend(np.array([0, n + 1]), k=3)
+    np.testing.assert_array_equal(ids, np.argsort(-fitted.popularity_[1:], kind="stable")[:3] + 1)
+    # a prefix longer than max_prefix reads only its tail
+    cap = fitted.config_.max_prefix
+    long = np.arange(1, cap + 6) % n + 1
+    np.testing.assert_array_equal(*fitted.score_batch([long, long[-cap:]]))
+
+
+def test_checkpoint_round_trip_identical_scores(fitted, sequential_data, tmp_path):
+    data, _ = sequential_data
+    path = fitted.save(tmp_path / "bilstm")
+    meta = json.loads((path / "meta.json").read_text())
+    assert meta["epoch"] == fitted.train_result_.best_epoch
+    assert "val_mrr@20" in meta["metrics"] and meta["config"]["n_items"] == data.n_items
+    ckpt = torch.load(path / "checkpoint.pt", weights_only=True)
+    assert set(ckpt) >= {"config", "vocab", "state_dict", "epoch", "metrics"}
+    loaded = load_next_model(path)
+    prefixes = [s[:4] for s in data.test[:20]]
+    np.testing.assert_array_equal(loaded.score_batch(prefixes), fitted.score_batch(prefixes))
+    assert loaded.vocab == data.vocab
+    assert loaded.get_params() == fitted.get_params()
+    np.testing.assert_array_equal(loaded.popularity_, fitted.popularity_)
+
+
+def test_checkpoint_errors(fitted, tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a next-item model directory"):
+        load_next_model(tmp_path)
+    path = fitted.save(tmp_path / "m")
+    ckpt = torch.load(path / "checkpoint.pt", weights_only=True)
+    ckpt["format_version"] = 99
+    torch.save(ckpt, path / "checkpoint.pt")
+    with pytest.raises(FormatVersionError, match="version 99"):
+        load_next_model(path)
+
+
+def test_frozen_embeddings_stay_unchanged(sequential_data, sequential_embeddings):
+    data, _ = sequential_data
+    kw = {**SMALL, "epochs": 2}
+    frozen = NextItemRecommender(embeddings=sequential_embeddings, vocab=data.vocab, freeze=True, **kw)
+    frozen.fit(data.train, data.n_items, valid=data.valid)
+    tuned = NextItemRecommender(embeddings=sequential_embeddings, vocab=data.vocab, **kw)
+    tuned.fit(data.train, data.n_items, valid=data.valid)
+    w_frozen = frozen.model_.embedding.weight.detach().numpy()
+    w_tuned = tuned.model_.embedding.weight.detach().numpy()
+    # both started from the same standardised item2vec table
+    start, known = pretrained_table(
+        sequential_embeddings.vectors, frozen._rows(sequential_embeddings, data.n_items, by_index=False), data.n_items
+    )
+    assert known[1:].all()
+    np.testing.assert_array_equal(w_frozen, start)
+    assert not np.allclose(w_tuned, start)
+
+
+def test_item2vec_fitted_inside_when_no_embeddings(sequential_data):
+    data, _ = sequential_data
+    m = NextItemRecommender(item2vec_params={"vector_size": 8, "epochs": 2}, **{**SMALL, "epochs": 1})
+    m.fit(data.train, data.n_items)  # no valid: the last 10% of train is held out
+    assert m.config_.embedding_dim == 8 and m.n_known_ == data.n_items
+    assert "val_mrr@20" in m.train_result_.best_metrics
+
+
+def test_projection_when_sizes_differ(sequential_data, sequential_embeddings):
+    data, _ = sequential_data
+    m = NextItemRecommender(embeddings=sequential_embeddings, vocab=data.vocab, embedding_dim=6,
+                            **{**SMALL, "epochs": 1}).fit(data.train, data.n_items)
+    assert m.config_.embedding_dim == sequential_embeddings.dim and m.config_.projection_dim == 6
+    assert m.model_.lstm.input_size == 6
+
+
+def test_bad_input_is_a_clear_error(sequential_data):
+    data, _ = sequential_data
+    with pytest.raises(ValueError, match="freeze=True needs init='item2vec'"):
+        NextItemRecommender(init="random", freeze=True)
+    with pytest.raises(ValueError, match="init must be"):
+        NextItemRecommender(init="glove")
+    with pytest.raises(ValueError, match="unknown NextItemRecommender option"):
+        NextItemRecommender(hiden_size=3)
+    with pytest.raises(ValueError, match="hidden_size"):
+        NextItemRecommender(hidden_size=-1)
+    with pytest.raises(NotFittedError, match="not fitted"):
+        NextItemRecommender().recommend(np.array([1]))
+    strings = ItemEmbeddings(["x", "y"], np.eye(2, dtype=np.float32))
+    with pytest.raises(DataError, match="needs the vocab"):
+        NextItemRecommender(embeddings=strings, **SMALL).fit(data.train, data.n_items)
+    with pytest.raises(DataError, match="none of the embeddings' ids"):
+        NextItemRecommender(embeddings=strings, vocab=data.vocab, **SMALL).fit(data.train, data.n_items)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_training_and_inference(sequential_data, tmp_path):
+    data, _ = sequential_data
+    m = NextItemRecommender(init="random", **{**SMALL, "device": "cuda"}).fit(data.train, data.n_items, valid=data.valid)
+    assert m.device_.type == "cuda"
+    assert evaluate(m, data.test, k=5)["hr@5"] > 0.9
+    on_cpu = load_next_model(m.save(tmp_path / "gpu"), device="cpu")
+    prefixes = [s[:3] for s in data.test[:10]]
+    np.testing.assert_allclose(on_cpu.score_batch(prefixes)[:, 1:], m.score_batch(prefixes)[:, 1:], rtol=1e-3, atol=1e-3)
