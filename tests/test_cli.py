@@ -61,6 +61,25 @@ def run_cli(*args):
     return p.returncode, [line for line in p.stderr.splitlines() if line.strip()]
 
 
+def run_main(argv, capsys):
+    """main() in this process: returns (exit status, stderr lines)."""
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse usage errors
+        code = e.code
+    return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["similar", "--model", "/no/such/model", "x"], "not an item2vec model directory"),
+    (["prepare", "--events"], "expected one argument"),
+])
+def test_console_script_prints_one_line_and_exits_2(argv, message):
+    code, err = run_cli(*argv)
+    assert code == 2 and len(err) == 1 and message in err[0], err
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -79,7 +98,7 @@ def run_cli(*args):
         (["prepare", "--events"], "expected one argument"),
     ],
 )
-def test_bad_input_one_line_exit_2(args, message, tmp_path, log_csv, prepared, model_dir):
+def test_bad_input_one_line_exit_2(args, message, tmp_path, log_csv, prepared, model_dir, capsys):
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     nulls = tmp_path / "nulls.csv"
@@ -91,7 +110,7 @@ def test_bad_input_one_line_exit_2(args, message, tmp_path, log_csv, prepared, m
         for k, v in subs.items():
             a = a.replace(k, v)
         argv[i] = a
-    code, err = run_cli(*argv)
+    code, err = run_main(argv, capsys)
     assert code == 2
     assert len(err) == 1, err
     assert message in err[0]
