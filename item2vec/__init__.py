@@ -7,7 +7,7 @@ The public names are re-exported here and imported on first use (PEP 562), so
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -50,20 +50,3 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])
 
-
-if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from item2vec.base import Recommender
-    from item2vec.baselines import BASELINES
-    from item2vec.data import ItemVocab, PrepareConfig, SessionData, make_sessions, prepare, read_events
-    from item2vec.embeddings import Item2Vec, Item2VecConfig, ItemEmbeddings
-    from item2vec.evaluation import evaluate, evaluate_many
-    from item2vec.exceptions import (
-        DataError,
-        EmptyDataError,
-        Item2VecError,
-        MissingColumnError,
-        NotFittedError,
-        UnknownFormatError,
-        UnknownItemError,
-    )
-    from item2vec.recommenders import Item2VecRecommender, make_recommender

@@ -66,22 +66,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--trials", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--trials-for", action="append", default=[], metavar="NAME=N",
+                    help="fewer trials for an expensive dataset (a prefix of the same configurations)")
+    ap.add_argument("--cache", default="runs/tune-trials.json", help="trial results, reused by later runs")
     ap.add_argument("--out", default="runs/tune.json")
     a = ap.parse_args(argv)
     names = a.datasets.split(",")
+    limit = {n: a.trials for n in names} | {k: int(v) for k, v in (s.split("=") for s in a.trials_for)}
     configs = sample_configs(a.trials, a.seed)
+    cache_path = Path(a.cache)
+    cache: dict[str, dict[str, Any]] = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     data = {n: load_dataset(n) for n in names}
-    trials: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
-    for i, cfg in enumerate(configs):
-        for n in names:
+    for n in sorted(names, key=lambda n: limit[n], reverse=True):  # cheap, many-trial datasets first
+        for i, cfg in enumerate(configs):
+            key = json.dumps(cfg, sort_keys=True)
+            if i >= limit[n] or key in cache.get(n, {}):
+                continue
             r = score(data[n], cfg)
-            trials[n].append({"config": cfg, **r})
+            cache.setdefault(n, {})[key] = r
+            with atomic_file(cache_path) as fh:
+                json.dump(cache, fh, indent=1)
             print(f"[{i + 1}/{len(configs)}] {n:14s} valid mrr@20={r['mrr@20']:.4f} hr@20={r['hr@20']:.4f} "
                   f"fit={r['fit_seconds']:.1f}s {cfg}", flush=True)
+    trials = {n: [{"config": c, **cache[n][json.dumps(c, sort_keys=True)]} for c in configs[: limit[n]]]
+              for n in names}
     best = {n: max(trials[n], key=lambda t: t["mrr@20"]) for n in names}
-    rel = [sum(trials[n][i]["mrr@20"] / max(best[n]["mrr@20"], 1e-12) for n in names) / len(names)
-           for i in range(len(configs))]
-    across_i = max(range(len(configs)), key=lambda i: rel[i])
+    shared = range(min(limit.values()))  # configurations tried on every dataset
+    rel = {i: sum(trials[n][i]["mrr@20"] / max(best[n]["mrr@20"], 1e-12) for n in names) / len(names)
+           for i in shared}
+    across_i = max(rel, key=lambda i: rel[i])
     across = configs[across_i]
     print(f"\ncross-dataset config (mean relative valid MRR {rel[across_i]:.3f}; default {rel[0]:.3f}): {across}")
 
