@@ -141,7 +141,7 @@ def test_no_pairs_is_a_clear_error():
 
 def test_not_fitted():
     with pytest.raises(NotFittedError, match="fit"):
-        Item2Vec().embeddings_
+        _ = Item2Vec().embeddings_
 
 
 def test_unknown_hyperparameter():
