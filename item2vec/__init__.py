@@ -34,6 +34,8 @@ _EXPORTS: dict[str, str] = {
     "Item2VecRecommender": "item2vec.recommenders",
     "make_recommender": "item2vec.recommenders",
     "BASELINES": "item2vec.baselines",
+    "ServedModel": "item2vec.registry",
+    "load": "item2vec.registry",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,0 +1,586 @@
+"""The batch retraining job: read → prepare → item2vec → BiLSTM → evaluate → log → register → promote.
+
+One call of :func:`run_retrain` is one MLflow run. It reads the event log (a
+file, a folder of daily files, or a ``start``..``end`` range of them), prepares
+sessions (the last days are the held-out test), trains item2vec (warm-started
+from the current champion's vectors so the space stays comparable), trains the
+BiLSTM next-item model (optional), evaluates every model on the same test
+prefixes, logs parameters, per-epoch and final metrics, dataset statistics and
+artifacts, registers a new model version, and moves the alias ``champion`` to it
+only when it beats the current champion on the gating metric, both served
+models scored on the same new test data. Otherwise the new version gets the
+alias ``challenger``.
+
+A failure at any step leaves the champion and its alias untouched: the alias
+moves in the last step, after everything else succeeded. The report (and the
+:class:`RetrainError`) names the failed step.
+
+The pipeline script ``pipelines/retrain.py`` and ``item2vec retrain`` call this
+module; configs live in ``pipelines/configs/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from item2vec.exceptions import DataError, EmptyDataError, Item2VecError
+
+__all__ = ["RetrainConfig", "RetrainError", "STEPS", "load_config", "neighbour_stability", "read_window",
+           "run_retrain"]
+
+log = logging.getLogger(__name__)
+
+STEPS = ("read", "prepare", "champion", "item2vec", "bilstm", "evaluate", "log-model", "register", "promote")
+
+
+class RetrainError(Item2VecError, RuntimeError):
+    """A retraining run failed; ``step`` names where. The champion was not touched."""
+
+    def __init__(self, step: str, cause: BaseException, report: dict[str, Any] | None = None) -> None:
+        self.step = step
+        self.report = report or {}
+        super().__init__(f"retraining failed at step {step!r}: {type(cause).__name__}: {cause}")
+
+
+# ---------------------------------------------------------------------------
+# configuration
+# ---------------------------------------------------------------------------
+@dataclass
+class RetrainConfig:
+    """What one retraining run does; round-trips to a nested dict (TOML / JSON config files).
+
+    Attributes
+    ----------
+    model_name : str
+        Registered model name.
+    experiment : str
+        MLflow experiment of the runs.
+    format : str
+        Event-log format (see :func:`item2vec.data.read_events`).
+    read : dict
+        Reader options (``session = "invoice"``, column names for csv ...).
+    prepare : dict
+        :class:`~item2vec.data.PrepareConfig` options; ``test_days`` is the held-out window.
+    item2vec : dict
+        :class:`~item2vec.embeddings.Item2VecConfig` options.
+    warm_start : bool
+        Start item2vec from the champion's vectors (items it knows; same size needed).
+    bilstm : dict
+        :class:`~item2vec.nextitem.NextItemRecommender` options (``epochs``, ``hidden_size`` ...).
+    use_bilstm : bool
+        Train and serve the BiLSTM; off: the served model answers sessions with
+        the last item's item2vec neighbours.
+    baselines : list of str
+        Extra models evaluated for reference (``pop``, ``markov``, ``sknn`` ...).
+    k : int
+        Cut-off of the reported metrics.
+    gating_metric : str
+        ``hr@K``, ``mrr@K`` or ``ndcg@K`` of the served model.
+    min_improvement : float
+        The challenger is promoted when its gating metric exceeds the champion's by more than this.
+    tsne : bool
+        Log a t-SNE picture of the item space.
+    tsne_max_items : int
+    stability_k : int
+        Neighbours compared for the stability metric.
+    """
+
+    model_name: str = "item2vec"
+    experiment: str = "item2vec-retrain"
+    format: str = "csv"
+    read: dict[str, Any] = field(default_factory=dict)
+    prepare: dict[str, Any] = field(default_factory=lambda: {"test_days": 1.0, "valid_days": 1.0})
+    item2vec: dict[str, Any] = field(default_factory=dict)
+    warm_start: bool = True
+    bilstm: dict[str, Any] = field(default_factory=lambda: {"epochs": 5, "patience": 2, "num_threads": 1})
+    use_bilstm: bool = True
+    baselines: list[str] = field(default_factory=lambda: ["pop", "markov"])
+    k: int = 20
+    gating_metric: str = "mrr@20"
+    min_improvement: float = 0.0
+    tsne: bool = True
+    tsne_max_items: int = 2000
+    stability_k: int = 10
+
+    def __post_init__(self) -> None:
+        from item2vec.data import PrepareConfig
+        from item2vec.embeddings import Item2VecConfig
+
+        PrepareConfig.from_dict(self.prepare)
+        Item2VecConfig.from_dict(self.item2vec)
+        self.gating_k  # noqa: B018 - validates the metric name
+        if self.k <= 0 or self.stability_k <= 0:
+            raise ValueError(f"k and stability_k must be positive, got {self.k}, {self.stability_k}")
+
+    @property
+    def gating_k(self) -> int:
+        m = re.fullmatch(r"(hr|mrr|ndcg)@(\d+)", self.gating_metric)
+        if not m or int(m.group(2)) <= 0:
+            raise ValueError(f"gating_metric must look like 'mrr@20', 'hr@10' or 'ndcg@20', got {self.gating_metric!r}")
+        return int(m.group(2))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RetrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown retrain option(s) {sorted(unknown)}; expected some of {sorted(names)}")
+        return cls(**d)
+
+
+def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> RetrainConfig:
+    """A :class:`RetrainConfig` from a ``.toml`` or ``.json`` file (or the defaults), then ``overrides``.
+
+    ``None`` values in ``overrides`` are ignored.
+    """
+    d: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"config file {str(p)!r} does not exist")
+        text = p.read_text()
+        try:
+            d = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
+        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+            raise ValueError(f"config file {p}: not valid {'JSON' if p.suffix == '.json' else 'TOML'}: {e}") from None
+    d.update({k: v for k, v in overrides.items() if v is not None})
+    return RetrainConfig.from_dict(d)
+
+
+# ---------------------------------------------------------------------------
+# reading a window of daily files
+# ---------------------------------------------------------------------------
+_DAY = re.compile(r"^(\d{4}-\d{2}-\d{2})")
+
+
+def read_window(
+    path: str | os.PathLike[str],
+    format: str,
+    start: str | None = None,
+    end: str | None = None,
+    **options: Any,
+) -> pl.DataFrame:
+    """Read an event log: a file, a folder of daily files, or the ``start``..``end`` days of one.
+
+    Parameters
+    ----------
+    path : path-like
+        A file, or a folder of files named ``YYYY-MM-DD...`` (one per day).
+    format : str
+        See :func:`item2vec.data.read_events`.
+    start, end : str, optional
+        ``YYYY-MM-DD``, inclusive. For a folder: which daily files to read; for
+        one file: which events to keep (by timestamp).
+    **options
+        Passed to the reader.
+
+    Raises
+    ------
+    EmptyDataError
+        When no file or event falls in the range.
+    """
+    from item2vec.data import read_events
+
+    for name, d in (("start", start), ("end", end)):
+        if d is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(d)):
+            raise ValueError(f"{name} must be a date YYYY-MM-DD, got {d!r}")
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"event log {str(p)!r} does not exist")
+    if format == "online-retail":  # its reader picks the daily files itself
+        return read_events(p, format, start=start, end=end, **options)
+    if p.is_dir() and not any(p.glob("*.parquet")) or (p.is_dir() and (start or end)):
+        files = sorted(f for f in p.iterdir() if f.is_file() and _DAY.match(f.name))
+        if not files:
+            raise EmptyDataError(f"{p}: expected daily files named YYYY-MM-DD.<ext>, found none")
+        files = [f for f in files
+                 if (start is None or _DAY.match(f.name).group(1) >= start)  # type: ignore[union-attr]
+                 and (end is None or _DAY.match(f.name).group(1) <= end)]  # type: ignore[union-attr]
+        if not files:
+            raise EmptyDataError(f"{p}: no daily file between {start} and {end}")
+        frames = [read_events(f, format, **options) for f in files]
+        df = pl.concat([f.drop("_order") for f in frames], how="diagonal_relaxed")
+        return df.with_row_index("_order").select([c for c in df.columns] + ["_order"])
+    df = read_events(p, format, **options)
+    if start or end:
+        day = pl.col("timestamp").dt.date()
+        if start:
+            df = df.filter(day >= pl.lit(start).str.to_date())
+        if end:
+            df = df.filter(day <= pl.lit(end).str.to_date())
+        if df.height == 0:
+            raise EmptyDataError(f"{p}: no event between {start} and {end}")
+    return df
+
+
+# ---------------------------------------------------------------------------
+# neighbour stability
+# ---------------------------------------------------------------------------
+def neighbour_stability(new: Any, old: Any, k: int = 10, max_items: int = 2000, random_state: int = 0) -> dict[str, float]:
+    """Mean overlap of the top-``k`` neighbours of the items both embeddings know.
+
+    Neighbours are searched among the common items only, so new or dropped items
+    do not count as change. ``overlap@k`` is 1 when every item keeps its ``k``
+    neighbours, ~``k / n_common`` for unrelated spaces.
+
+    Returns
+    -------
+    dict
+        ``overlap@k`` and ``n_common``.
+    """
+    from item2vec.embeddings import ItemEmbeddings
+
+    common = [i for i in new.ids.tolist() if i in old]
+    out: dict[str, float] = {"n_common": float(len(common))}
+    if len(common) <= k:
+        out[f"overlap@{k}"] = float("nan")
+        return out
+    a = ItemEmbeddings(common, new.vectors[new.vocab.indices(common) - 1])
+    b = ItemEmbeddings(common, old.vectors[old.vocab.indices(common) - 1])
+    rng = np.random.default_rng(random_state)
+    queries = common if len(common) <= max_items else [common[i] for i in rng.choice(len(common), max_items, replace=False)]
+    ia, _ = a.similar_items(queries, k=k, index="exact")
+    ib, _ = b.similar_items(queries, k=k, index="exact")
+    overlap = [len(set(x.tolist()) & set(y.tolist())) / k for x, y in zip(ia, ib, strict=True)]
+    out[f"overlap@{k}"] = float(np.mean(overlap))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# the job
+# ---------------------------------------------------------------------------
+def run_retrain(
+    events: str | os.PathLike[str],
+    config: RetrainConfig | None = None,
+    *,
+    start: str | None = None,
+    end: str | None = None,
+    tracking_uri: str | None = None,
+    report_path: str | os.PathLike[str] | None = None,
+    on_step: Callable[[str], None] | None = None,
+    show_progress: bool = False,
+) -> dict[str, Any]:
+    """Run one retraining job; see the module docstring.
+
+    Parameters
+    ----------
+    events : path-like
+        Event log (file or folder of daily files).
+    config : RetrainConfig, optional
+    start, end : str, optional
+        ``YYYY-MM-DD`` range of daily files to read.
+    tracking_uri : str, optional
+        See :func:`item2vec.tracking.resolve_tracking_uri`.
+    report_path : path-like, optional
+        Where the JSON report goes (also logged as ``retrain_report.json``).
+    on_step : callable, optional
+        Called with each step's name (:data:`STEPS`) as it starts (progress, fault injection).
+    show_progress : bool
+
+    Returns
+    -------
+    dict
+        The report: ``run_id``, ``model_name``, ``model_version``, ``promoted``,
+        ``reason``, ``gating``, ``metrics`` (every model), ``stability``,
+        ``dataset``, ``status`` (``"ok"``).
+
+    Raises
+    ------
+    RetrainError
+        When a step fails (``.step``, ``.report``); the champion alias is unchanged.
+    """
+    from item2vec.tracking import resolve_tracking_uri
+
+    cfg = config or RetrainConfig()
+    uri = resolve_tracking_uri(tracking_uri)
+    t0 = time.perf_counter()
+    report: dict[str, Any] = {
+        "status": "running", "run_id": None, "model_name": cfg.model_name, "model_version": None,
+        "promoted": False, "reason": None, "failed_step": None, "tracking_uri": uri,
+        "events": str(events), "start": start, "end": end, "config": cfg.to_dict(),
+    }
+    enter = _Steps(on_step, t0)
+    try:
+        _run(events, cfg, uri, start, end, report, enter, show_progress)
+    except Exception as e:
+        if report["status"] != "failed":  # failed before the run opened
+            _fail(report, enter, e)
+        _write_report(report, report_path)
+        raise RetrainError(report["failed_step"], e, report) from e
+    _write_report(report, report_path)
+    return report
+
+
+def _fail(report: dict[str, Any], enter: _Steps, e: BaseException) -> None:
+    step = enter.step
+    report.update(status="failed", failed_step=step, promoted=False, error=f"{type(e).__name__}: {e}",
+                  reason=f"failed at step {step!r}; the champion is unchanged")
+    report["seconds"], report["step_seconds"] = enter.finish()
+
+
+def _write_report(report: dict[str, Any], path: str | os.PathLike[str] | None) -> None:
+    if path is None:
+        return
+    from item2vec._io import atomic_file
+
+    with atomic_file(path) as fh:
+        json.dump(report, fh, indent=2, default=_json_default)  # type: ignore[arg-type]
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    return str(o)
+
+
+def _clean(d: dict[str, Any]) -> dict[str, Any]:
+    """NaN → None, numpy scalars → Python, for the JSON report."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out[k] = _clean(v)
+        elif isinstance(v, (float, np.floating)):
+            out[k] = None if math.isnan(float(v)) else float(v)
+        elif isinstance(v, np.integer):
+            out[k] = int(v)
+        else:
+            out[k] = v
+    return out
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Limit torch's CPU threads inside the block (when torch is loaded and ``n`` is set)."""
+    torch = sys.modules.get("torch")
+    if n is None or torch is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class _Steps:
+    """Remembers the step in progress and tells ``on_step``."""
+
+    def __init__(self, on_step: Callable[[str], None] | None, t0: float) -> None:
+        self.step = "setup"
+        self.on_step = on_step
+        self.seconds: dict[str, float] = {}
+        self._t = self._t0 = t0
+
+    def finish(self) -> tuple[float, dict[str, float]]:
+        """Total seconds and seconds per step (the last one included)."""
+        now = time.perf_counter()
+        if self.step != "setup":
+            self.seconds[self.step] = round(now - self._t, 2)
+        return round(now - self._t0, 2), self.seconds
+
+    def __call__(self, step: str) -> None:
+        now = time.perf_counter()
+        if self.step != "setup":
+            self.seconds[self.step] = round(now - self._t, 2)
+        self.step, self._t = step, now
+        log.info("retrain: %s", step)
+        if self.on_step is not None:
+            self.on_step(step)
+
+
+def _run(events: Any, cfg: RetrainConfig, uri: str, start: str | None, end: str | None,
+         report: dict[str, Any], enter: _Steps, show_progress: bool) -> None:
+    import mlflow
+    from item2vec import tracking
+
+    run_name = f"retrain-{end or time.strftime('%Y-%m-%d')}"
+    with tracking.start_run(run_name, experiment=cfg.experiment, tracking_uri=uri,
+                            tags={"job": "retrain", "model_name": cfg.model_name}) as run:
+        report["run_id"] = run.info.run_id
+        try:
+            _steps(events, cfg, uri, start, end, report, enter, show_progress)
+            report["status"] = "ok"
+            report["seconds"], report["step_seconds"] = enter.finish()
+        except Exception as e:
+            _fail(report, enter, e)
+            with tracking.quiet_mlflow():
+                mlflow.set_tags({"failed_step": enter.step, "error": report["error"][:4000]})
+            raise
+        finally:
+            with tracking.quiet_mlflow():
+                tracking.log_json(_clean({k: v for k, v in report.items() if k != "config"}), "retrain_report.json")
+
+
+def _steps(events: Any, cfg: RetrainConfig, uri: str, start: str | None, end: str | None,
+           report: dict[str, Any], enter: _Steps, show_progress: bool) -> None:
+    import mlflow
+    from item2vec import registry, tracking
+    from item2vec.data import PrepareConfig, prepare, read_item_metadata
+    from item2vec.embeddings import Item2Vec, Item2VecConfig
+    from item2vec.evaluation import evaluate, make_prefixes
+    from item2vec.recommenders import Item2VecRecommender, make_recommender
+
+    # -- read --------------------------------------------------------------------------
+    enter("read")
+    ev = read_window(events, cfg.format, start=start, end=end, **cfg.read)
+    try:
+        meta = read_item_metadata(events, cfg.format)
+    except (OSError, DataError) as e:  # display only: never fail the job for it
+        log.warning("item metadata not read: %s", e)
+        meta = None
+
+    # -- prepare -----------------------------------------------------------------------
+    enter("prepare")
+    data = prepare(ev, PrepareConfig.from_dict(cfg.prepare), metadata=meta,
+                   name=Path(str(events)).name + (f"[{start or ''}..{end or ''}]" if start or end else ""))
+    report["dataset"] = data.stats
+    tracking.log_params(cfg.to_dict(), prefix="config")
+    tracking.log_params({"events": str(events), "start": start, "end": end})
+    tracking.log_dataset(data.stats)
+
+    # -- the current champion ----------------------------------------------------------
+    enter("champion")
+    champ_version = registry.get_version_by_alias(cfg.model_name, registry.CHAMPION, tracking_uri=uri)
+    champion = None
+    if champ_version is not None:
+        champion = registry.load(f"models:/{cfg.model_name}@{registry.CHAMPION}", tracking_uri=uri)
+        report["champion_version"] = int(champ_version.version)
+        mlflow.set_tag("champion_version", champ_version.version)
+
+    # -- item2vec ----------------------------------------------------------------------
+    enter("item2vec")
+    init = None
+    if cfg.warm_start and champion is not None:
+        want = Item2VecConfig.from_dict(cfg.item2vec).vector_size
+        if champion.embeddings.dim == want:
+            init = champion.embeddings
+        else:
+            log.warning("no warm start: the champion's vectors have size %d, this config %d",
+                        champion.embeddings.dim, want)
+    i2v = Item2Vec(show_progress=show_progress, **cfg.item2vec).fit(data.decode(data.train), init=init)
+    emb = i2v.embeddings_
+    emb.metadata.update({"dataset": data.stats.get("name"), "time_range": data.stats.get("time_range")})
+    for epoch, loss in enumerate(i2v.loss_history_, start=1):
+        tracking.log_metrics({"loss": loss}, prefix="item2vec", step=epoch)
+    tracking.log_metrics({"fit_seconds": i2v.fit_seconds_, "words_per_second": i2v.words_per_second_},
+                         prefix="item2vec")
+    mlflow.set_tag("warm_started", str(init is not None).lower())
+    report["warm_started"] = init is not None
+
+    # -- BiLSTM ------------------------------------------------------------------------
+    enter("bilstm")
+    next_model = None
+    if cfg.use_bilstm:
+        from item2vec.nextitem import NextItemRecommender
+
+        params = {"show_progress": show_progress, **cfg.bilstm}
+        next_model = NextItemRecommender(embeddings=emb, vocab=data.vocab,
+                                         callback=tracking.epoch_logger("bilstm"), **params)
+        next_model.fit(data.train, n_items=data.n_items, valid=data.valid if data.valid else None)
+        r = next_model.train_result_
+        tracking.log_metrics({"best_epoch": r.best_epoch, "epochs_run": r.epochs_run, "train_seconds": r.seconds},
+                             prefix="bilstm")
+
+    # -- evaluate ----------------------------------------------------------------------
+    enter("evaluate")
+    k, gk = cfg.k, cfg.gating_k
+    pre = make_prefixes(data.test)
+    results: dict[str, dict[str, Any]] = {}
+
+    def score(name: str, model: Any, fit_s: float = 0.0) -> None:
+        res = evaluate(model, pre, k=k)
+        if gk != k:
+            res.update({m: v for m, v in evaluate(model, pre, k=gk).items() if "@" in m})
+        res["fit_seconds"] = round(fit_s, 3)
+        results[name] = res
+
+    served = registry.ServedModel(emb, next_model, info={"run_id": report["run_id"], "data": data.stats.get("name"),
+                                                          "time_range": data.stats.get("time_range")})
+    with _torch_threads(cfg.bilstm.get("num_threads")):
+        for name in cfg.baselines:
+            t = time.perf_counter()
+            m = make_recommender(name).fit(data.train, n_items=data.n_items)
+            score(name, m, time.perf_counter() - t)
+        score("item2vec", Item2VecRecommender(embeddings=emb, vocab=data.vocab).fit(data.train, n_items=data.n_items),
+              i2v.fit_seconds_)
+        if next_model is not None:
+            score("bilstm", next_model, next_model.train_result_.seconds)
+        # the gate: both served models through the same code path, on the same test prefixes
+        score("challenger", served.recommender(data.vocab).fit(data.train, n_items=data.n_items))
+        if champion is not None:
+            score("champion", champion.recommender(data.vocab).fit(data.train, n_items=data.n_items))
+    report["metrics"] = results
+    tracking.log_evaluation({"k": k, "n_predictions": len(pre), "models": results})
+    if champion is not None:
+        stab = neighbour_stability(emb, champion.embeddings, k=cfg.stability_k)
+        report["stability"] = _clean(stab)
+        tracking.log_metrics(stab, prefix="stability")
+    else:
+        report["stability"] = None
+
+    metric = cfg.gating_metric
+    new_score = float(results["challenger"][metric])
+    old_score = float(results["champion"][metric]) if champion is not None else None
+    if champion is None:
+        promote, reason = True, "no champion yet"
+    elif new_score > old_score + cfg.min_improvement:  # type: ignore[operator]
+        promote, reason = True, (f"{metric} {new_score:.4f} beats the champion (v{champ_version.version}) "
+                                 f"{old_score:.4f} on the same test data")
+    else:
+        promote, reason = False, (f"{metric} {new_score:.4f} does not beat the champion (v{champ_version.version}) "
+                                  f"{old_score:.4f}" + (f" by more than {cfg.min_improvement}" if cfg.min_improvement else ""))
+    report["gating"] = {"metric": metric, "challenger": new_score, "champion": old_score,
+                        "champion_version": int(champ_version.version) if champ_version else None,
+                        "min_improvement": cfg.min_improvement}
+
+    # -- log the model and the artifacts -------------------------------------------------
+    enter("log-model")
+    tracking.log_embeddings(emb, categories=tracking.item_categories(data.metadata),
+                            labels=tracking.item_titles(data.metadata), tsne=cfg.tsne, max_items=cfg.tsne_max_items)
+    info = registry.log_model(served, name="model")
+
+    # -- register -----------------------------------------------------------------------
+    enter("register")
+    tags = {
+        "gating_metric": metric, f"challenger_{tracking.metric_key(metric)}": f"{new_score:.6f}",
+        f"champion_{tracking.metric_key(metric)}": "" if old_score is None else f"{old_score:.6f}",
+        "previous_champion": "" if champ_version is None else str(champ_version.version),
+        "data_end": str((data.stats.get("time_range") or ["", ""])[1]), "promoted": str(promote).lower(),
+        "reason": reason, "next_model": "bilstm" if next_model is not None else "item2vec-last",
+        "warm_started": str(report["warm_started"]).lower(),
+    }
+    if report["stability"]:
+        tags[f"stability_overlap_at_{cfg.stability_k}"] = str(report["stability"].get(f"overlap@{cfg.stability_k}"))
+    with tracking.quiet_mlflow():
+        mv = mlflow.register_model(info.model_uri, cfg.model_name, tags=tags)
+    report["model_version"] = int(mv.version)
+    report["model_uri"] = f"models:/{cfg.model_name}/{mv.version}"
+    mlflow.set_tag("model_version", mv.version)
+
+    # -- promote ------------------------------------------------------------------------
+    enter("promote")
+    registry.set_alias(cfg.model_name, mv.version, registry.CHAMPION if promote else registry.CHALLENGER,
+                       tracking_uri=uri)
+    mlflow.set_tags({"promoted": str(promote).lower(), "reason": reason})
+    tracking.log_metrics({"promoted": float(promote)})
+    report["promoted"], report["reason"] = promote, reason
