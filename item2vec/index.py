@@ -57,7 +57,9 @@ _INDEX_META = "index.json"
 def normalize(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm, as float32 (zero rows stay zero)."""
     v = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    if v.ndim != 2:
+        raise ValueError(f"expected a 2-D array of row vectors, got shape {v.shape}")
+    norms = np.sqrt(np.einsum("ij,ij->i", v, v))[:, None]
     norms[norms == 0] = 1.0
     return v / norms
 
@@ -203,7 +205,10 @@ class ExactIndex:
         scores_out = np.empty((q.shape[0], kk), dtype=np.float32)
         for start in range(0, q.shape[0], block):
             stop = min(start + block, q.shape[0])
-            s = q[start:stop] @ self.unit.T  # (b, n)
+            if stop - start == 1:  # one query: matrix-vector product (gemv)
+                s = (self.unit @ q[start])[None, :]
+            else:
+                s = q[start:stop] @ self.unit.T  # (b, n)
             if exclude_all is not None and len(exclude_all):
                 s[:, exclude_all] = -np.inf
             if one_each:
@@ -252,7 +257,7 @@ class HNSWIndex:
         vectors: np.ndarray | None,
         M: int = 16,
         ef_construction: int = 100,
-        ef: int = 64,
+        ef: int = 96,
         random_state: int = 0,
         num_threads: int | None = None,
         *,
@@ -310,8 +315,13 @@ class HNSWIndex:
         """
         q = _check_queries(queries, self.unit.shape[1])
         b, n = q.shape[0], len(self)
-        ex = _as_exclude(exclude, b)
         kk = min(k, n)
+        one_each = isinstance(exclude, np.ndarray) and exclude.ndim == 1 and exclude.dtype.kind in "iu"
+        no_filter = exclude_all is None or len(exclude_all) == 0
+        if b and kk and no_filter and (exclude is None or one_each) and kk + 1 < n:
+            # the common case (the query item excluded, nothing else): one graph query
+            return self._search_simple(q, kk, exclude)  # type: ignore[arg-type]
+        ex = _as_exclude(exclude, b)
         rows_out = np.zeros((b, kk), dtype=np.int64)
         scores_out = np.full((b, kk), -np.inf, dtype=np.float32)
         if b == 0 or kk == 0:
@@ -360,18 +370,59 @@ class HNSWIndex:
             n_ok = ok.sum(axis=1)
             done = (n_ok >= want[todo]) | (fetch_now >= n)
             if done.any():
-                rows_d, lab, okd = todo[done], labels[done], ok[done]
-                first = np.argsort(~okd, axis=1, kind="stable")[:, :kk]  # allowed labels first, in rank order
-                got = np.take_along_axis(lab, first, axis=1)
-                valid = np.take_along_axis(okd, first, axis=1)
-                sc = np.einsum("bkd,bd->bk", self.unit[got], q[rows_d])
-                sc[~valid] = -np.inf
-                order = np.lexsort((got, -sc), axis=1)
-                rows_out[rows_d] = np.take_along_axis(got, order, axis=1)
-                scores_out[rows_d] = np.take_along_axis(sc, order, axis=1)
+                rows_d = todo[done]
+                rows_out[rows_d], scores_out[rows_d] = self._finish(labels[done], ok[done], q[rows_d], kk)
             todo = todo[~done]
             fetch *= 2
         return rows_out, scores_out
+
+    def _search_simple(
+        self, q: np.ndarray, kk: int, exclude: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """At most one excluded row per query and no global filter: fetch ``kk + 1``, drop it."""
+        fetch = kk + (0 if exclude is None else 1)
+        if fetch > self.ef:
+            self.graph.set_ef(fetch)
+        try:
+            labels, _ = self.graph.knn_query(q, k=fetch, num_threads=1 if len(q) == 1 else self._threads())
+        except RuntimeError:  # the graph could not return that many: answer exactly
+            return self._exact.search(q, kk, exclude)
+        finally:
+            if fetch > self.ef:
+                self.graph.set_ef(self.ef)
+        labels = labels.astype(np.int64)
+        if exclude is None:
+            ok = np.ones(labels.shape, dtype=bool)
+        else:
+            if len(exclude) != len(q):
+                raise ValueError(f"exclude has {len(exclude)} rows for {len(q)} queries")
+            ok = labels != exclude[:, None]
+        return self._finish(labels, ok, q, kk)
+
+    def _finish(
+        self, labels: np.ndarray, ok: np.ndarray, q: np.ndarray, kk: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """First ``kk`` allowed labels of each row, re-scored with exact cosines, best first."""
+        if len(labels) == 1:  # one query: plain indexing is several times cheaper
+            got1 = labels[0][ok[0]][:kk]
+            sc1 = self.unit[got1] @ q[0]
+            o = np.lexsort((got1, -sc1))
+            m = len(got1)
+            r_out = np.zeros((1, kk), dtype=np.int64)
+            s_out = np.full((1, kk), -np.inf, dtype=np.float32)
+            r_out[0, :m], s_out[0, :m] = got1[o], sc1[o]
+            return r_out, s_out
+        if ok.all():
+            got, valid = labels[:, :kk], None
+        else:
+            first = np.argsort(~ok, axis=1, kind="stable")[:, :kk]  # allowed labels first, in rank order
+            got = np.take_along_axis(labels, first, axis=1)
+            valid = np.take_along_axis(ok, first, axis=1)
+        sc = np.einsum("bkd,bd->bk", self.unit[got], q)
+        if valid is not None:
+            sc[~valid] = -np.inf
+        order = np.lexsort((got, -sc), axis=1)
+        return np.take_along_axis(got, order, axis=1), np.take_along_axis(sc, order, axis=1)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the graph (``hnsw.bin``) and ``index.json`` into the directory ``path``."""
