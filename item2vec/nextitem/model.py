@@ -53,6 +53,11 @@ class NextItemConfig:
         the per-position outputs, queried by ``"last"`` (as in NARM).
     tied : bool
         Score with the input item table (``True``) or a separate output table.
+    residual_last : bool
+        Add the last item's vector to the session vector, so the scores start as
+        (and can stay close to) the item table's similarity to the last item: with
+        an item2vec-initialised tied table, the untrained model already ranks like
+        item2vec's last-item neighbours.
     dropout : float
         Dropout on the item vectors, between LSTM layers and on the session vector.
     max_prefix : int
@@ -74,6 +79,7 @@ class NextItemConfig:
     projection_dim: int | None = None
     pooling: Pooling = "last"
     tied: bool = True
+    residual_last: bool = False
     dropout: float = 0.25
     max_prefix: int = 20
     loss: Literal["full", "sampled"] = "full"
@@ -263,7 +269,11 @@ class NextItemModel(nn.Module):
                 e = self.att_v(torch.sigmoid(self.att_k(states) + self.att_q(last).unsqueeze(1)))  # (B, T, 1)
                 e = e.masked_fill(~mask, float("-inf"))
                 rep = torch.cat([last, (torch.softmax(e, dim=1) * states).sum(1)], dim=1)  # (B, 4h)
-        return self.head(self.drop(rep))  # (B, d)
+        out = self.head(self.drop(rep))  # (B, d)
+        if self.config.residual_last:
+            last_item = items.gather(1, (lengths.to(items.device) - 1).unsqueeze(1)).squeeze(1)  # (B,)
+            out = out + self.embedding(last_item)
+        return out
 
     def item_table(self) -> torch.Tensor:
         """The output item table, shape ``(n + 1, embedding_dim)``."""

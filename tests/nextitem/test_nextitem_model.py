@@ -137,3 +137,17 @@ def test_config_round_trip_and_validation():
         NextItemConfig(n_items=7, pooling="max")
     with pytest.raises(ValueError, match="unknown NextItemConfig option"):
         NextItemConfig.from_dict({"n_items": 3, "hiden_size": 4})
+
+
+def test_residual_last_starts_from_last_item_similarity():
+    """With the head zeroed, the session vector is the last item's vector: scores = table similarity."""
+    torch.manual_seed(0)
+    model = NextItemModel(NextItemConfig(n_items=N, embedding_dim=8, hidden_size=6, residual_last=True)).eval()
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+    items, lengths = _batch()
+    scores, _ = model(items, lengths)
+    table = model.embedding.weight
+    last = torch.tensor([7, 2, 4])
+    torch.testing.assert_close(scores[:, 1:], (table[last] @ table.T)[:, 1:])
