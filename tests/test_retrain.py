@@ -1,0 +1,225 @@
+"""The batch retraining job: gating, aliases, failures that leave the champion alone, reading windows, configs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from item2vec.cli import main
+from item2vec.embeddings import ItemEmbeddings
+from item2vec.exceptions import EmptyDataError
+from item2vec.retrain import (
+    RetrainConfig,
+    RetrainError,
+    load_config,
+    neighbour_stability,
+    read_window,
+    run_retrain,
+)
+
+mlflow = pytest.importorskip("mlflow")
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from item2vec.registry import get_version_by_alias, registry_history  # noqa: E402
+
+CONFIGS = Path(__file__).resolve().parents[1] / "pipelines" / "configs"
+NAME = "retrain-test"
+
+# a model that learned almost nothing: one epoch at a vanishing learning rate, no BiLSTM
+WEAK = {"model_name": NAME, "experiment": "retrain-test", "format": "csv", "baselines": ["pop"], "tsne": False,
+        "warm_start": False, "use_bilstm": False,
+        "item2vec": {"vector_size": 16, "epochs": 1, "alpha": 1e-6, "min_alpha": 1e-7}}
+GOOD = {**WEAK, "warm_start": True, "use_bilstm": True, "item2vec": {"vector_size": 16, "epochs": 8},
+        "bilstm": {"epochs": 2, "hidden_size": 16, "patience": 5, "num_threads": 1}}
+
+
+def write_daily(events: pl.DataFrame, folder: Path) -> list[str]:
+    """One CSV per day (``YYYY-MM-DD.csv``); returns the days."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ev = events.with_columns(pl.col("timestamp").dt.date().alias("_day"))
+    days = sorted(ev["_day"].unique().to_list())
+    for d in days:
+        ev.filter(pl.col("_day") == d).drop("_day").write_csv(folder / f"{d}.csv")
+    return [str(d) for d in days]
+
+
+@pytest.fixture(scope="module")
+def daily(tmp_path_factory, synthetic) -> tuple[Path, list[str]]:
+    events, _ = synthetic
+    folder = tmp_path_factory.mktemp("events") / "by-day"
+    return folder, write_daily(events, folder)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
+
+
+@pytest.fixture(scope="module")
+def history(daily, store, tmp_path_factory) -> dict[str, dict]:
+    """weak champion (CLI) → a better challenger is promoted → a deliberately worse one is not."""
+    folder, days = daily
+    tmp = tmp_path_factory.mktemp("reports")
+    (tmp / "weak.json").write_text(json.dumps(WEAK))
+    assert main(["retrain", "--events", str(folder), "--config", str(tmp / "weak.json"), "--end", days[19],
+                 "--tracking-uri", store, "--report", str(tmp / "r1.json"), "--quiet"]) == 0
+    first = json.loads((tmp / "r1.json").read_text())
+    good = run_retrain(folder, RetrainConfig.from_dict(GOOD), end=days[20], tracking_uri=store)
+    worse = run_retrain(folder, RetrainConfig.from_dict(WEAK), end=days[21], tracking_uri=store,
+                        report_path=tmp / "r3.json")
+    return {"first": first, "good": good, "worse": worse, "worse_file": json.loads((tmp / "r3.json").read_text())}
+
+
+def _champion(store: str) -> str | None:
+    v = get_version_by_alias(NAME, "champion", tracking_uri=store)
+    return None if v is None else str(v.version)
+
+
+# ---------------------------------------------------------------------------
+# gating
+# ---------------------------------------------------------------------------
+def test_first_run_becomes_champion(history, store):
+    r = history["first"]
+    assert r["status"] == "ok" and r["model_version"] == 1 and r["promoted"] is True
+    assert r["reason"] == "no champion yet"
+    assert r["run_id"] and set(r["metrics"]) == {"pop", "item2vec", "challenger"}
+
+
+def test_a_better_challenger_is_promoted(history, store):
+    r = history["good"]
+    g = r["gating"]
+    assert r["promoted"] is True and r["model_version"] == 2
+    assert g["champion_version"] == 1 and g["challenger"] > g["champion"]
+    assert "beats the champion (v1)" in r["reason"]
+    assert r["warm_started"] is True
+    assert r["metrics"]["challenger"]["mrr@20"] == pytest.approx(r["metrics"]["bilstm"]["mrr@20"])
+    # both scored on the same predictions
+    assert r["metrics"]["champion"]["n_predictions"] == r["metrics"]["challenger"]["n_predictions"]
+    assert 0.0 <= r["stability"]["overlap@10"] <= 1.0
+
+
+def test_a_deliberately_worse_challenger_is_never_promoted(history, store):
+    r = history["worse"]
+    g = r["gating"]
+    assert g["champion_version"] == 2
+    assert g["challenger"] < g["champion"]
+    assert r["promoted"] is False and "does not beat the champion (v2)" in r["reason"]
+    assert _champion(store) == "2"
+    assert str(get_version_by_alias(NAME, "challenger", tracking_uri=store).version) == "3"
+    assert history["worse_file"]["promoted"] is False and history["worse_file"]["model_version"] == 3
+
+
+def test_registry_history_and_version_tags(history, store):
+    hist = registry_history(NAME, tracking_uri=store)
+    assert [v["version"] for v in hist] == [1, 2, 3]
+    assert [v["tags"]["promoted"] for v in hist] == ["true", "true", "false"]
+    assert [v["aliases"] for v in hist] == [[], ["champion"], ["challenger"]]
+    assert hist[1]["tags"]["next_model"] == "bilstm" and hist[2]["tags"]["next_model"] == "item2vec-last"
+    assert hist[2]["tags"]["previous_champion"] == "2"
+
+
+def test_the_run_holds_params_epoch_metrics_and_the_report(history, store):
+    client = MlflowClient(store)
+    run = client.get_run(history["good"]["run_id"])
+    assert run.data.params["config.item2vec.epochs"] == "8"
+    assert run.data.tags["promoted"] == "true"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "bilstm.loss")] == [1, 2]
+    assert len(client.get_metric_history(run.info.run_id, "item2vec.loss")) == 8
+    for name in ("pop", "item2vec", "bilstm", "challenger", "champion"):
+        assert f"test.{name}.mrr_at_20" in run.data.metrics
+    arts = {f.path for f in client.list_artifacts(run.info.run_id)}
+    assert {"retrain_report.json", "evaluation.json", "dataset_stats.json", "item2vec"} <= arts
+
+
+# ---------------------------------------------------------------------------
+# failures leave the champion alone
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("step", ["bilstm", "register", "promote"])
+def test_a_crash_mid_run_leaves_the_champion_and_its_alias(history, daily, store, tmp_path, step):
+    folder, days = daily
+    before = registry_history(NAME, tracking_uri=store)
+    champ = _champion(store)
+
+    def crash(s: str) -> None:
+        if s == step:
+            raise RuntimeError(f"injected crash in {s}")
+
+    with pytest.raises(RetrainError, match=f"step '{step}'") as err:
+        run_retrain(folder, RetrainConfig.from_dict(GOOD), end=days[22], tracking_uri=store,
+                    report_path=tmp_path / "r.json", on_step=crash)
+    assert err.value.step == step
+    assert _champion(store) == champ == "2"
+    after = registry_history(NAME, tracking_uri=store)
+    assert [v["aliases"] for v in after[: len(before)]] == [v["aliases"] for v in before]
+    assert all("champion" not in v["aliases"] for v in after[len(before):])
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["status"] == "failed" and report["failed_step"] == step and report["promoted"] is False
+    assert "injected crash" in report["error"]
+    run = MlflowClient(store).get_run(report["run_id"])
+    assert run.info.status == "FAILED" and run.data.tags["failed_step"] == step
+
+
+def test_an_empty_window_fails_at_read_and_the_cli_says_so(history, daily, store, tmp_path, capsys):
+    folder, _ = daily
+    champ = _champion(store)
+    (tmp_path / "weak.json").write_text(json.dumps(WEAK))
+    rc = main(["retrain", "--events", str(folder), "--config", str(tmp_path / "weak.json"), "--start", "2031-01-01",
+               "--tracking-uri", store, "--quiet"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "step 'read'" in err and "champion is unchanged" in err
+    assert _champion(store) == champ
+
+
+# ---------------------------------------------------------------------------
+# pieces
+# ---------------------------------------------------------------------------
+def test_read_window_picks_daily_files_and_filters_one_file(daily, synthetic, tmp_path):
+    folder, days = daily
+    ev = read_window(folder, "csv", start=days[3], end=days[5])
+    got = sorted({str(d) for d in ev["timestamp"].dt.date().unique().to_list()})
+    assert got == days[3:6]
+    assert ev["_order"].to_list() == list(range(ev.height))
+    events, _ = synthetic
+    events.write_csv(tmp_path / "all.csv")
+    one = read_window(tmp_path / "all.csv", "csv", end=days[1])
+    assert one["timestamp"].max().date() <= dt.date.fromisoformat(days[1])
+    with pytest.raises(EmptyDataError):
+        read_window(folder, "csv", start="2030-01-01")
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        read_window(folder, "csv", start="01/02/2024")
+
+
+def test_neighbour_stability_known_answers():
+    rng = np.random.default_rng(0)
+    ids = [f"i{j}" for j in range(60)]
+    a = ItemEmbeddings(ids, rng.normal(size=(60, 8)))
+    same = ItemEmbeddings(ids[::-1], a.vectors[::-1].copy())  # other row order, same space
+    assert neighbour_stability(a, same, k=10)["overlap@10"] == pytest.approx(1.0)
+    other = ItemEmbeddings(ids, rng.normal(size=(60, 8)))
+    s = neighbour_stability(a, other, k=10)
+    assert s["n_common"] == 60 and s["overlap@10"] < 0.4
+    # items only one side knows do not count
+    more = ItemEmbeddings(ids + ["new"], np.vstack([a.vectors, rng.normal(size=(1, 8))]))
+    assert neighbour_stability(more, a, k=10)["n_common"] == 60
+
+
+def test_configs_validate_and_the_shipped_ones_load(tmp_path):
+    for path in sorted(CONFIGS.glob("*.toml")):
+        cfg = load_config(path)
+        assert cfg.gating_k == 20
+    with pytest.raises(ValueError, match="unknown retrain option"):
+        RetrainConfig.from_dict({"modelname": "x"})
+    with pytest.raises(ValueError, match="unknown prepare option"):
+        RetrainConfig.from_dict({"prepare": {"test_dayz": 1}})
+    with pytest.raises(ValueError, match="gating_metric"):
+        RetrainConfig(gating_metric="auc")
+    (tmp_path / "bad.toml").write_text("model_name = \n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_config(tmp_path / "bad.toml")
+    assert load_config(None, model_name="x", use_bilstm=None).use_bilstm is True

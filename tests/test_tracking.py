@@ -1,0 +1,154 @@
+"""MLflow tracking helpers and the --mlflow option of fit / evaluate / train-next, on a temporary store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from item2vec import tracking
+from item2vec.cli import main
+from item2vec.embeddings import ItemEmbeddings
+
+mlflow = pytest.importorskip("mlflow")
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory, synthetic_data) -> Path:
+    path = tmp_path_factory.mktemp("prepared") / "data"
+    synthetic_data.save(path)
+    return path
+
+
+def _runs(uri: str, experiment: str) -> list:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"no experiment {experiment!r}"
+    return client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def _artifacts(uri: str, run_id: str, path: str | None = None) -> set[str]:
+    client = MlflowClient(uri)
+    out: set[str] = set()
+    for f in client.list_artifacts(run_id, path):
+        out |= _artifacts(uri, run_id, f.path) if f.is_dir else {f.path}
+    return out
+
+
+# ---------------------------------------------------------------------------
+def test_tracking_uri_precedence(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.resolve_tracking_uri() == "sqlite:///mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert tracking.resolve_tracking_uri() == "http://127.0.0.1:5999"
+    assert tracking.resolve_tracking_uri("sqlite:///x.db") == "sqlite:///x.db"
+    assert tracking.resolve_tracking_uri(str(tmp_path / "a.db")) == f"sqlite:///{tmp_path / 'a.db'}"
+
+
+def test_metric_names_and_flat_params():
+    assert tracking.metric_key("mrr@20") == "mrr_at_20"
+    assert tracking.metric_key("bilstm.val_hr@20") == "bilstm.val_hr_at_20"
+    assert tracking.flatten({"a": {"b": 1, "c": {"d": None}}, "e": 2}) == {"a.b": 1, "a.c.d": None, "e": 2}
+
+
+def test_run_logs_params_epochs_metrics_and_artifacts_under_the_store(store, tmp_path):
+    rng = np.random.default_rng(0)
+    emb = ItemEmbeddings([f"i{j}" for j in range(30)], rng.normal(size=(30, 8)))
+    cats = {f"i{j}": "even" if j % 2 == 0 else "odd" for j in range(30)}
+    with tracking.start_run("unit", experiment="unit", tracking_uri=store) as run:
+        tracking.log_params({"item2vec": {"vector_size": 8, "window": None}, "baselines": ["pop", "markov"]})
+        cb = tracking.epoch_logger("bilstm")
+        for epoch, loss in enumerate([3.0, 2.0, 1.5], start=1):
+            cb(epoch, {"loss": loss, "val_mrr@20": 0.1 * epoch})
+        tracking.log_evaluation({"k": 20, "models": {"pop": {"mrr@20": 0.25, "hr@20": 0.5, "n_predictions": 10}}})
+        tracking.log_dataset({"name": "toy", "items": 30, "train": {"sessions": 12}})
+        written = tracking.log_embeddings(emb, categories=cats, tsne=True, max_items=30)
+    client = MlflowClient(store)
+    r = client.get_run(run.info.run_id)
+    assert r.info.status == "FINISHED"
+    assert r.data.params["item2vec.vector_size"] == "8"
+    assert r.data.params["item2vec.window"] == "null"
+    assert json.loads(r.data.params["baselines"]) == ["pop", "markov"]
+    hist = client.get_metric_history(run.info.run_id, "bilstm.loss")
+    assert [(m.step, m.value) for m in hist] == [(1, 3.0), (2, 2.0), (3, 1.5)]
+    assert r.data.metrics["test.pop.mrr_at_20"] == 0.25
+    assert r.data.metrics["data.train.sessions"] == 12
+    arts = _artifacts(store, run.info.run_id)
+    assert {"evaluation.json", "dataset_stats.json", "item2vec/vectors.w2v.txt"} <= arts
+    assert set(written) <= arts
+    # the vectors round-trip through the word2vec text format
+    local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="item2vec/vectors.w2v.txt",
+                                                dst_path=str(tmp_path), tracking_uri=store)
+    lines = Path(local).read_text().splitlines()
+    assert lines[0] == "30 8" and lines[1].split()[0] == "i0"
+    np.testing.assert_allclose([float(x) for x in lines[1].split()[1:]], emb.vectors[0], rtol=1e-5)
+    # artifacts live beside the temporary database, not in the working directory
+    loc = client.get_experiment_by_name("unit").artifact_location
+    assert loc.startswith(Path(store[len("sqlite:///"):]).parent.as_uri())
+
+
+def test_tsne_picture_when_viz_exists(store):
+    pytest.importorskip("item2vec.viz")
+    rng = np.random.default_rng(1)
+    emb = ItemEmbeddings(list(range(1, 41)), rng.normal(size=(40, 6)))
+    with tracking.start_run("tsne", experiment="unit", tracking_uri=store) as run:
+        written = tracking.log_embeddings(emb, categories={i: str(i % 3) for i in range(1, 41)}, max_items=40)
+    assert "item2vec/tsne.png" in written
+    assert "item2vec/tsne.png" in _artifacts(store, run.info.run_id)
+
+
+def test_a_failing_block_marks_the_run_failed(store):
+    with pytest.raises(RuntimeError, match="boom"):
+        with tracking.start_run("fails", experiment="unit", tracking_uri=store) as run:
+            raise RuntimeError("boom")
+    assert MlflowClient(store).get_run(run.info.run_id).info.status == "FAILED"
+
+
+def test_tracking_uri_is_restored_after_a_run(store, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with tracking.start_run("restore", experiment="unit", tracking_uri=store):
+        assert mlflow.get_tracking_uri() == store
+    import os
+
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+
+
+# ---------------------------------------------------------------------------
+# the commands
+# ---------------------------------------------------------------------------
+def test_fit_evaluate_train_next_log_to_mlflow(store, data_dir, tmp_path, capsys):
+    model = tmp_path / "model"
+    assert main(["fit", "--data", str(data_dir), "--out", str(model), "--epochs", "3", "--vector-size", "16",
+                 "--quiet", "--tracking-uri", store, "--experiment", "cli"]) == 0
+    assert main(["evaluate", "--data", str(data_dir), "--models", "pop,markov,item2vec", "--embeddings", str(model),
+                 "--quiet", "--tracking-uri", store, "--experiment", "cli"]) == 0
+    nxt = tmp_path / "next"
+    assert main(["train-next", "--data", str(data_dir), "--embeddings", str(model), "--out", str(nxt),
+                 "--epochs", "2", "--hidden-size", "16", "--patience", "5", "--quiet",
+                 "--tracking-uri", store, "--experiment", "cli"]) == 0
+    fit_run, eval_run, next_run = _runs(store, "cli")
+    assert fit_run.data.params["item2vec.vector_size"] == "16"
+    assert fit_run.data.metrics["data.train.sessions"] > 0
+    assert "item2vec/vectors.w2v.txt" in _artifacts(store, fit_run.info.run_id)
+    for name in ("pop", "markov", "item2vec"):
+        assert 0 <= eval_run.data.metrics[f"test.{name}.mrr_at_20"] <= 1
+    assert eval_run.data.metrics["test.markov.mrr_at_20"] > eval_run.data.metrics["test.pop.mrr_at_20"]
+    assert "evaluation.json" in _artifacts(store, eval_run.info.run_id)
+    hist = MlflowClient(store).get_metric_history(next_run.info.run_id, "bilstm.loss")
+    assert [m.step for m in hist] == [1, 2]
+    assert next_run.data.params["bilstm.hidden_size"] == "16"
+
+
+def test_commands_without_tracking_options_log_nothing(data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main(["fit", "--data", str(data_dir), "--out", str(tmp_path / "m"), "--epochs", "1", "--quiet"]) == 0
+    assert not (tmp_path / "mlflow.db").exists()
