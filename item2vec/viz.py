@@ -514,3 +514,7 @@ def _save(fig: Figure, path: str | os.PathLike[str]) -> None:
     fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
     with atomic_file(path, mode="wb") as fh:
         fig.savefig(fh, format=fmt, dpi=fig.dpi)
+    # the temporary file was created private (0600); give the picture the usual permissions
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 import matplotlib
 import numpy as np
@@ -66,6 +67,9 @@ def test_picture_is_written_with_the_requested_labels_apart(clustered, tmp_path)
     assert matplotlib.get_backend() == backend  # the global backend is left alone
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in out.parent.iterdir()] == ["tsne.png"]  # no temporary file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # like any new file, not private like a temp file
     texts = item_labels(fig)
     assert len(texts) == 8
     assert all(t.get_text().startswith("product c") for t in texts)
