@@ -99,6 +99,10 @@ class RetrainConfig:
     tsne_max_items : int
     stability_k : int
         Neighbours compared for the stability metric.
+    metadata : str, optional
+        A CSV or Parquet file ``item_id, title[, category]`` (titles label the
+        t-SNE picture, the category colours it). Default: what the format's
+        reader finds (Online Retail descriptions, MovieLens titles and genres).
     """
 
     model_name: str = "item2vec"
@@ -117,6 +121,7 @@ class RetrainConfig:
     tsne: bool = True
     tsne_max_items: int = 2000
     stability_k: int = 10
+    metadata: str | None = None
 
     def __post_init__(self) -> None:
         from item2vec.data import PrepareConfig
@@ -431,11 +436,28 @@ def _run(events: Any, cfg: RetrainConfig, uri: str, start: str | None, end: str 
                 tracking.log_json(_clean({k: v for k, v in report.items() if k != "config"}), "retrain_report.json")
 
 
+def _metadata(events: Any, cfg: RetrainConfig) -> pl.DataFrame | None:
+    """Item titles / categories for display; never fails the job."""
+    from item2vec.data import read_item_metadata
+
+    try:
+        if cfg.metadata:
+            p = Path(cfg.metadata)
+            md = pl.read_parquet(p) if p.suffix == ".parquet" else pl.read_csv(p)
+            if "item_id" not in md.columns:
+                raise DataError(f"{p}: expected an item_id column, got {md.columns}")
+            return md
+        return read_item_metadata(events, cfg.format)
+    except (OSError, DataError, pl.exceptions.PolarsError) as e:
+        log.warning("item metadata not read: %s", e)
+        return None
+
+
 def _steps(events: Any, cfg: RetrainConfig, uri: str, start: str | None, end: str | None,
            report: dict[str, Any], enter: _Steps, show_progress: bool) -> None:
     import mlflow
     from item2vec import registry, tracking
-    from item2vec.data import PrepareConfig, prepare, read_item_metadata
+    from item2vec.data import PrepareConfig, prepare
     from item2vec.embeddings import Item2Vec, Item2VecConfig
     from item2vec.evaluation import evaluate, make_prefixes
     from item2vec.recommenders import Item2VecRecommender, make_recommender
@@ -443,11 +465,7 @@ def _steps(events: Any, cfg: RetrainConfig, uri: str, start: str | None, end: st
     # -- read --------------------------------------------------------------------------
     enter("read")
     ev = read_window(events, cfg.format, start=start, end=end, **cfg.read)
-    try:
-        meta = read_item_metadata(events, cfg.format)
-    except (OSError, DataError) as e:  # display only: never fail the job for it
-        log.warning("item metadata not read: %s", e)
-        meta = None
+    meta = _metadata(events, cfg)
 
     # -- prepare -----------------------------------------------------------------------
     enter("prepare")

@@ -154,14 +154,19 @@ def start_run(
     Yields
     ------
     mlflow.ActiveRun
-        Ends ``FINISHED``, or ``FAILED`` when the block raises.
+        Ends ``FINISHED``, or ``FAILED`` when the block raises. Inside
+        ``mlflow run`` (``$MLFLOW_RUN_ID`` set) this is the project's run.
     """
     import mlflow
 
+    str_tags = {k: str(v) for k, v in (tags or {}).items()}
     with quiet_mlflow(), use_tracking_uri(tracking_uri) as uri:
+        if os.environ.get("MLFLOW_RUN_ID"):  # inside `mlflow run`: log into the project's run
+            with mlflow.start_run(run_name=run_name, tags=str_tags) as run:
+                yield run
+            return
         exp_id = ensure_experiment(experiment, uri, artifact_location)
-        with mlflow.start_run(experiment_id=exp_id, run_name=run_name,
-                              tags={k: str(v) for k, v in (tags or {}).items()}) as run:
+        with mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=str_tags) as run:
             yield run
 
 

@@ -183,6 +183,10 @@ def _cmd_retrain(a: argparse.Namespace) -> int:
 
     from item2vec.retrain import RetrainError, load_config, run_retrain
 
+    for key in ("format", "start", "end", "config", "model_name", "experiment", "tracking_uri", "report"):
+        if getattr(a, key) == "":  # an unset MLproject parameter
+            setattr(a, key, None)
+
     cfg = load_config(a.config, format=a.format, model_name=a.model_name, experiment=a.experiment,
                       use_bilstm=False if a.no_bilstm else None)
     if not a.quiet:
