@@ -33,16 +33,19 @@
 # %%
 import os
 import time
+import warnings
 from pathlib import Path
 
-import polars as pl
-from IPython.display import Image, display
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 
-from item2vec.data import PrepareConfig, make_sessions, prepare, read_events, read_item_metadata
-from item2vec.embeddings import Item2Vec
-from item2vec.evaluation import evaluate, format_table, run_evaluation
-from item2vec.recommenders import Item2VecRecommender
-from item2vec.viz import ONLINE_RETAIL_THEMES, title_categories, tsne_plot
+import polars as pl  # noqa: E402
+from IPython.display import Image, display  # noqa: E402
+
+from item2vec.data import PrepareConfig, make_sessions, prepare, read_events, read_item_metadata  # noqa: E402
+from item2vec.embeddings import Item2Vec  # noqa: E402
+from item2vec.evaluation import evaluate, format_table, run_evaluation  # noqa: E402
+from item2vec.recommenders import Item2VecRecommender  # noqa: E402
+from item2vec.viz import ONLINE_RETAIL_THEMES, title_categories, tsne_plot  # noqa: E402
 
 SMALL = os.environ.get("ITEM2VEC_TOUR_SMALL", "") not in ("", "0")
 
