@@ -101,7 +101,7 @@ def _fmt(x: Any) -> str:
             return f"{x:,.0f}"
         if abs(x) >= 1:
             return f"{x:.2f}"
-        return f"{x:.3g}"
+        return f"{x:.4g}"
     if isinstance(x, int):
         return f"{x:,}"
     return str(x)

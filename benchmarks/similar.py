@@ -38,7 +38,7 @@ def run(
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """Print the similar_items tables; return them as dicts."""
-    hnsw = hnsw or {"M": 16, "ef_construction": 100, "ef": 96}
+    hnsw = hnsw or {"M": 16, "ef_construction": 100, "ef": 64}
     lat = Table(
         "similar_items single query (k=10), ms",
         ["items", "gensim p50", "exact p50", "gensim p99", "exact p99", "gensim/exact (p50)",

@@ -257,7 +257,7 @@ class HNSWIndex:
         vectors: np.ndarray | None,
         M: int = 16,
         ef_construction: int = 100,
-        ef: int = 96,
+        ef: int = 64,
         random_state: int = 0,
         num_threads: int | None = None,
         *,
