@@ -473,7 +473,7 @@ def _steps(events: Any, cfg: RetrainConfig, uri: str, start: str | None, end: st
                    name=Path(str(events)).name + (f"[{start or ''}..{end or ''}]" if start or end else ""))
     report["dataset"] = data.stats
     tracking.log_params(cfg.to_dict(), prefix="config")
-    tracking.log_params({"events": str(events), "start": start, "end": end})
+    tracking.log_params({"events": str(events), "start": start, "end": end}, prefix="job")
     tracking.log_dataset(data.stats)
 
     # -- the current champion ----------------------------------------------------------

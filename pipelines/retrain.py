@@ -98,7 +98,7 @@ def metrics_table(reports: list[dict[str, Any]], k: int = 20) -> str:
             if m not in models:
                 models.append(m)
     head = ["test day", "version", "promoted", "test preds"] + [f"{m} MRR@{k}" for m in models] + \
-        ["HR@20 served", "overlap@10", "train s"]
+        ["HR@20 served", "overlap@10", "run s"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in reports:
         met = r.get("metrics") or {}
