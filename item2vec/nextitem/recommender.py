@@ -265,6 +265,9 @@ class NextItemRecommender(Recommender):
                     items[j, : lengths[i]] = clean[i]
                 scores, _ = model(torch.from_numpy(items).to(device), torch.from_numpy(lengths[r]))
                 out[r] = scores.float().cpu().numpy()
+        if self._train_config().exclude_last and len(rows):
+            # prepared sessions have no consecutive repeats: the last item is never next
+            out[rows, [clean[i][-1] for i in rows]] = -np.inf
         out[:, 0] = -np.inf
         return out
 

@@ -119,9 +119,18 @@ def make_examples(sessions: Sequence[np.ndarray], max_prefix: int) -> Examples:
 
 @torch.inference_mode()
 def rank_metrics(
-    model: nn.Module, examples: Examples, k: int = 20, batch_size: int = 1024, device: torch.device | None = None
+    model: nn.Module,
+    examples: Examples,
+    k: int = 20,
+    batch_size: int = 1024,
+    device: torch.device | None = None,
+    exclude_last: bool = False,
 ) -> dict[str, float]:
-    """HR@k and MRR@k of ``model`` on ``examples`` (rank = 1 + items scored strictly higher)."""
+    """HR@k and MRR@k of ``model`` on ``examples`` (rank = 1 + items scored strictly higher).
+
+    ``exclude_last`` scores each prefix's last item ``-inf`` first, as
+    :class:`~item2vec.nextitem.NextItemRecommender` does at inference.
+    """
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -130,6 +139,9 @@ def rank_metrics(
         idx = np.arange(start, min(start + batch_size, len(examples)))
         items, lengths, targets = examples.batch(idx, device)
         scores, _ = model(items, lengths)
+        if exclude_last:
+            last = items.gather(1, (lengths.to(items.device) - 1)[:, None])
+            scores = scores.scatter(1, last, float("-inf"))
         tgt = scores.gather(1, targets[:, None])
         rank = (scores > tgt).sum(1) + 1
         hit = rank <= k
@@ -172,6 +184,10 @@ class TrainConfig:
         leaves torch's setting. On a machine shared with other jobs, 1 is often
         as fast as more and far steadier for models of this size.
     show_progress : bool
+        A tqdm bar over epochs with the loss.
+    exclude_last : bool
+        Validation ranks leave out each prefix's last item, as the recommender does
+        (sessions without consecutive repeats never continue with their last item).
     """
 
     epochs: int = 20
@@ -188,6 +204,7 @@ class TrainConfig:
     device: str | None = None
     num_threads: int | None = None
     show_progress: bool = True
+    exclude_last: bool = True
 
     def __post_init__(self) -> None:
         if (self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.patience < 1 or self.k < 1
@@ -327,7 +344,7 @@ class Trainer:
             train_seconds += epoch_s
             metrics: dict[str, float] = {"loss": total / max(seen, 1), "examples_per_second": seen / max(epoch_s, 1e-9)}
             if val is not None:
-                metrics.update({f"val_{m}": v for m, v in rank_metrics(model, val, cfg.k, device=device).items()})
+                metrics.update({f"val_{m}": v for m, v in rank_metrics(model, val, cfg.k, device=device, exclude_last=cfg.exclude_last).items()})
             result.history.append({"epoch": epoch, **metrics})
             result.epochs_run = epoch
             if callback is not None:

@@ -70,6 +70,18 @@ def test_unknown_items_are_skipped_and_empty_prefix_is_popularity(fitted, sequen
     np.testing.assert_array_equal(*fitted.score_batch([long, long[-cap:]]))
 
 
+def test_last_item_is_never_recommended_unless_asked(fitted, sequential_data, tmp_path):
+    data, _ = sequential_data
+    prefixes = [s[:3] for s in data.test[:20]]
+    scores = fitted.score_batch(prefixes)
+    assert all(np.isneginf(scores[i, p[-1]]) for i, p in enumerate(prefixes))
+    back = type(fitted).load(fitted.save(tmp_path / "m"))
+    assert back._train_config().exclude_last
+    keep = type(fitted).load(fitted.save(tmp_path / "m"))
+    keep.params["exclude_last"] = False
+    assert all(np.isfinite(keep.score_batch(prefixes)[i, p[-1]]) for i, p in enumerate(prefixes))
+
+
 def test_checkpoint_round_trip_identical_scores(fitted, sequential_data, tmp_path):
     data, _ = sequential_data
     path = fitted.save(tmp_path / "bilstm")
