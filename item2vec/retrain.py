@@ -416,6 +416,7 @@ class _Steps:
 def _run(events: Any, cfg: RetrainConfig, uri: str, start: str | None, end: str | None,
          report: dict[str, Any], enter: _Steps, show_progress: bool) -> None:
     import mlflow
+
     from item2vec import tracking
 
     run_name = f"retrain-{end or time.strftime('%Y-%m-%d')}"
@@ -456,6 +457,7 @@ def _metadata(events: Any, cfg: RetrainConfig) -> pl.DataFrame | None:
 def _steps(events: Any, cfg: RetrainConfig, uri: str, start: str | None, end: str | None,
            report: dict[str, Any], enter: _Steps, show_progress: bool) -> None:
     import mlflow
+
     from item2vec import registry, tracking
     from item2vec.data import PrepareConfig, prepare
     from item2vec.embeddings import Item2Vec, Item2VecConfig
