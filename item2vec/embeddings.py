@@ -325,14 +325,23 @@ class Item2VecConfig:
     ``window=None`` means the whole session is the context (item2vec, Barkan &
     Koenigstein 2016): the window is set to the longest session and, with
     ``shrink_windows=False``, every pair of items in a session is a training pair.
+
+    The defaults were chosen on the validation splits of four real logs
+    (``python -m pipelines.tune``, see the README): against gensim-like settings
+    (whole session, 64-d, 5 negatives, ``ns_exponent=0.75``, 10 epochs) they lift
+    validation MRR@20 from 0.035 to 0.156 on Diginetica and from 0.066 to 0.099 on
+    Gowalla, tie on Online Retail (0.158 vs 0.157) and lose on MovieLens (0.024 to
+    0.016): tune per dataset when it matters. With ``shrink_windows=False`` a window
+    of 5 is the whole session for sessions of up to 6 items; the whole-session
+    window scored the same on Online Retail at twice the training time.
     """
 
-    vector_size: int = 64
-    window: int | None = None
-    negative: int = 5
-    ns_exponent: float = 0.75
+    vector_size: int = 128
+    window: int | None = 5
+    negative: int = 10
+    ns_exponent: float = 1.0
     sample: float = 1e-3
-    epochs: int = 10
+    epochs: int = 40
     alpha: float = 0.025
     min_alpha: float = 0.0001
     min_count: int = 1

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from item2vec.cli import main
-from item2vec.embeddings import Item2Vec
+from item2vec.embeddings import Item2Vec, Item2VecConfig
 from item2vec.evaluation import evaluate
 from item2vec.nextitem.cli import load_next_model
 
@@ -46,7 +46,7 @@ def test_train_next_random_and_default_item2vec(prepared, tmp_path, capsys):
     # no --embeddings: item2vec is fitted on the training split with its defaults first
     assert main(["train-next", "--data", str(prepared), "--out", str(tmp_path / "d"), *TINY]) == 0
     m = load_next_model(tmp_path / "d")
-    assert m.init == "item2vec" and m.config_.embedding_dim == 64
+    assert m.init == "item2vec" and m.config_.embedding_dim == Item2VecConfig().vector_size
     ids, _ = m.recommend_ids([m.vocab.ids[0]], k=3)
     assert len(ids) == 3 and set(ids) <= set(m.vocab.ids.tolist())
 
