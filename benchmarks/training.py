@@ -39,7 +39,7 @@ def run(n_sessions: int = 30_000, epochs: int = 5, workers: int = 1, repeats: in
     sessions = corpus(n_sessions)
     n_words = sum(len(s) for s in sessions)
     cfg = Item2VecConfig(epochs=epochs, workers=workers)
-    window = max(len(s) for s in sessions) - 1
+    window = cfg.window if cfg.window is not None else max(len(s) for s in sessions) - 1
     common = dict(vector_size=cfg.vector_size, window=window, min_count=cfg.min_count, sg=1, hs=0,
                   negative=cfg.negative, ns_exponent=cfg.ns_exponent, sample=cfg.sample, alpha=cfg.alpha,
                   min_alpha=cfg.min_alpha, seed=cfg.random_state, workers=workers,
@@ -74,7 +74,7 @@ def run(n_sessions: int = 30_000, epochs: int = 5, workers: int = 1, repeats: in
         f"training, {len(sessions):,} sessions / {n_words:,} events, {epochs} epochs, workers={workers} "
         f"(medians of {repeats})",
         ["trainer", "seconds", "words/s", "overhead vs gensim"],
-        note=f"Same settings on both sides: vector_size={cfg.vector_size}, window={window} (whole session), "
+        note=f"Same settings on both sides: vector_size={cfg.vector_size}, window={window}{' (whole session)' if cfg.window is None else ''}, "
         f"negative={cfg.negative}, sample={cfg.sample}, shrink_windows=False.",
     )
     base = float(np.median(times["gensim Word2Vec"]))
