@@ -31,39 +31,16 @@ from typing import Any
 
 import torch
 
-from item2vec.data import PrepareConfig, SessionData, prepare, read_events
+from item2vec.data import SessionData
 from item2vec.embeddings import Item2Vec, ItemEmbeddings
 from item2vec.evaluation import evaluate, make_prefixes
 from item2vec.nextitem import NextItemRecommender, make_examples
 from item2vec.recommenders import Item2VecRecommender
+from pipelines.datasets import DATASETS as ALL_DATASETS
+from pipelines.datasets import ROOT, load_dataset
 
-ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-
-#: How each dataset is prepared (the same choices as pipelines/datasets.py):
-#: - diginetica: the SR-GNN sample is tiny and sparse; the issue's min_item_support=5 with
-#:   14+14 days leaves 44 test predictions and 4 validation ones, so items need 2 views
-#:   and the split is a time-ordered 70/10/20 by session.
-#: - online-retail: invoices (line order) as sessions, last 14 days test, 14 before valid,
-#:   sessions capped at their last 50 lines.
-#: - movielens: a user's ratings cut at 60-minute gaps, latest 10% of sessions test, 10%
-#:   before valid, capped at 50 (a few binge sessions have 600+ ratings).
-DATASETS: dict[str, dict[str, Any]] = {
-    "diginetica": {
-        "path": "diginetica-sample/sample_train-item-views.csv",
-        "format": "diginetica",
-        "prepare": {"min_item_support": 2, "test_fraction": 0.2, "valid_fraction": 0.1},
-    },
-    "online-retail": {
-        "path": "online-retail/by-day",
-        "format": "online-retail",
-        "prepare": {"test_days": 14, "valid_days": 14, "max_session_length": 50},
-    },
-    "movielens": {
-        "path": "movielens-latest-small",
-        "format": "movielens",
-        "prepare": {"session_gap_minutes": 60, "test_fraction": 0.1, "valid_fraction": 0.1, "max_session_length": 50},
-    },
-}
+#: The datasets of the tables, prepared as in pipelines/datasets.py (the choices and why are there).
+DATASETS: dict[str, dict[str, Any]] = {k: ALL_DATASETS[k] for k in ("diginetica", "online-retail", "movielens")}
 
 #: BiLSTM settings used for the tables (see NEXTITEM.md for what was tried). Training is
 #: bounded for 2 shared cores: at most 30,000 training prefixes sampled per dataset
@@ -105,9 +82,7 @@ VARIANTS = {
 
 
 def load(name: str) -> SessionData:
-    spec = DATASETS[name]
-    events = read_events(ROOT / spec["path"], spec["format"])
-    return prepare(events, PrepareConfig(**spec["prepare"]), name=name)
+    return load_dataset(name, ROOT)
 
 
 def _progress(msg: str) -> None:

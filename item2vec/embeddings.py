@@ -9,7 +9,6 @@ independent of the trainer, which answers :meth:`ItemEmbeddings.similar_items`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -24,6 +23,7 @@ from gensim.models import Word2Vec
 from gensim.models.callbacks import CallbackAny2Vec
 from tqdm.auto import tqdm
 
+from item2vec._config import DictConfig
 from item2vec._io import atomic_dir
 from item2vec.data.vocab import ItemVocab
 from item2vec.exceptions import (
@@ -319,7 +319,7 @@ class ItemEmbeddings:
 # the estimator
 # ---------------------------------------------------------------------------
 @dataclass
-class Item2VecConfig:
+class Item2VecConfig(DictConfig):
     """Item2Vec hyperparameters; round-trips to a flat dict (MLflow params, config files).
 
     ``window=None`` means the whole session is the context (item2vec, Barkan &
@@ -336,6 +336,8 @@ class Item2VecConfig:
     window scored the same on Online Retail at twice the training time.
     """
 
+    _label = "Item2Vec option"
+
     vector_size: int = 128
     window: int | None = 5
     negative: int = 10
@@ -349,16 +351,6 @@ class Item2VecConfig:
     workers: int = 1
     random_state: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Item2VecConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown Item2Vec option(s) {sorted(unknown)}; expected {sorted(names)}")
-        return cls(**d)
 
 
 class _Tokens:

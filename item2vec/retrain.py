@@ -22,7 +22,6 @@ module; configs live in ``pipelines/configs/``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import math
@@ -39,6 +38,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from item2vec._config import DictConfig
 from item2vec.exceptions import DataError, EmptyDataError, Item2VecError
 
 __all__ = ["RetrainConfig", "RetrainError", "STEPS", "load_config", "neighbour_stability", "read_window",
@@ -62,7 +62,7 @@ class RetrainError(Item2VecError, RuntimeError):
 # configuration
 # ---------------------------------------------------------------------------
 @dataclass
-class RetrainConfig:
+class RetrainConfig(DictConfig):
     """What one retraining run does; round-trips to a nested dict (TOML / JSON config files).
 
     Attributes
@@ -105,6 +105,8 @@ class RetrainConfig:
         reader finds (Online Retail descriptions, MovieLens titles and genres).
     """
 
+    _label = "retrain option"
+
     model_name: str = "item2vec"
     experiment: str = "item2vec-retrain"
     format: str = "csv"
@@ -140,16 +142,6 @@ class RetrainConfig:
             raise ValueError(f"gating_metric must look like 'mrr@20', 'hr@10' or 'ndcg@20', got {self.gating_metric!r}")
         return int(m.group(2))
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RetrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown retrain option(s) {sorted(unknown)}; expected some of {sorted(names)}")
-        return cls(**d)
 
 
 def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> RetrainConfig:

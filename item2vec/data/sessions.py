@@ -8,7 +8,6 @@ encode with an :class:`ItemVocab` built on the training split.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from item2vec._config import DictConfig
 from item2vec._io import atomic_dir
 from item2vec.data.vocab import ItemVocab
 from item2vec.exceptions import EmptyDataError, FormatVersionError, MissingColumnError
@@ -36,7 +36,7 @@ FORMAT_VERSION = 1
 
 
 @dataclass
-class PrepareConfig:
+class PrepareConfig(DictConfig):
     """Options of :func:`prepare`; round-trips through :meth:`to_dict`.
 
     Attributes
@@ -60,6 +60,8 @@ class PrepareConfig:
         Keep only the last events of longer sessions.
     """
 
+    _label = "prepare option"
+
     session_gap_minutes: float = 30.0
     drop_repeats: bool = True
     min_item_support: int = 5
@@ -70,16 +72,6 @@ class PrepareConfig:
     valid_fraction: float | None = None
     max_session_length: int | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PrepareConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown prepare option(s) {sorted(unknown)}; expected {sorted(names)}")
-        return cls(**d)
 
 
 # ---------------------------------------------------------------------------

@@ -13,9 +13,8 @@ Shapes: ``B`` batch, ``T`` longest prefix in the batch, ``d`` embedding size,
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -23,13 +22,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from item2vec._config import DictConfig
+
 __all__ = ["NextItemConfig", "NextItemModel", "pretrained_table"]
 
 Pooling = Literal["last", "mean", "attention"]
 
 
 @dataclass
-class NextItemConfig:
+class NextItemConfig(DictConfig):
     """Architecture of :class:`NextItemModel`; round-trips to a flat dict.
 
     Attributes
@@ -72,6 +73,8 @@ class NextItemConfig:
         Extra uniform negatives for ``loss="sampled"``.
     """
 
+    _label = "NextItemConfig option"
+
     n_items: int
     embedding_dim: int = 64
     hidden_size: int = 100
@@ -107,16 +110,6 @@ class NextItemConfig:
         if self.loss not in ("full", "sampled"):
             raise ValueError(f"loss must be 'full' or 'sampled', got {self.loss!r}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> NextItemConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown NextItemConfig option(s) {sorted(unknown)}; expected {sorted(names)}")
-        return cls(**d)
 
 
 def pretrained_table(

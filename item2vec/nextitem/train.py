@@ -10,7 +10,6 @@ prefixes after each epoch, keeps the best weights, and calls a per-epoch callbac
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import os
 import time
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from item2vec._config import DictConfig
 from item2vec.exceptions import EmptyDataError
 
 __all__ = ["Examples", "TrainConfig", "TrainResult", "Trainer", "make_examples", "resolve_device", "rank_metrics"]
@@ -153,7 +153,7 @@ def rank_metrics(
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DictConfig):
     """Optimisation settings; round-trips to a flat dict.
 
     Attributes
@@ -190,6 +190,8 @@ class TrainConfig:
         (sessions without consecutive repeats never continue with their last item).
     """
 
+    _label = "TrainConfig option"
+
     epochs: int = 20
     batch_size: int = 256
     lr: float = 2e-3
@@ -215,16 +217,6 @@ class TrainConfig:
                 f"k={self.k}, num_threads={self.num_threads}, lr={self.lr}"
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown TrainConfig option(s) {sorted(unknown)}; expected {sorted(names)}")
-        return cls(**d)
 
 
 @dataclass
