@@ -23,7 +23,6 @@ _EXPORTS: dict[str, str] = {
     "Item2VecConfig": "item2vec.embeddings",
     "ItemEmbeddings": "item2vec.embeddings",
     "evaluate": "item2vec.evaluation",
-    "evaluate_many": "item2vec.evaluation",
     "DataError": "item2vec.exceptions",
     "EmptyDataError": "item2vec.exceptions",
     "Item2VecError": "item2vec.exceptions",

@@ -9,7 +9,7 @@ the top K (else 0), NDCG@K is ``1/log2(rank + 1)`` within the top K (else 0).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,6 @@ from item2vec.exceptions import EmptyDataError
 __all__ = [
     "Prefixes",
     "evaluate",
-    "evaluate_many",
     "format_table",
     "make_prefixes",
     "metrics_from_ranks",
@@ -103,33 +102,6 @@ def evaluate(
     out["predict_seconds"] = round(secs, 3)
     out["predictions_per_second"] = round(len(pre) / max(secs, 1e-9), 1)
     return out
-
-
-def evaluate_many(
-    models: Mapping[str, Recommender | Callable[[], Recommender]],
-    train: Sequence[np.ndarray],
-    test: Sequence[np.ndarray],
-    n_items: int,
-    k: int = 20,
-    show_progress: bool = False,
-    fitted: bool = False,
-) -> dict[str, dict[str, Any]]:
-    """Fit (unless ``fitted``) and evaluate several models on the same test prefixes.
-
-    Returns ``{name: {hr@k, mrr@k, ndcg@k, n_predictions, fit_seconds, ...}}``.
-    """
-    pre = make_prefixes(test)
-    results: dict[str, dict[str, Any]] = {}
-    for name, m in models.items():
-        model = m() if callable(m) and not isinstance(m, Recommender) else m
-        t0 = time.perf_counter()
-        if not fitted:
-            model.fit(train, n_items=n_items)
-        fit_s = time.perf_counter() - t0
-        res = evaluate(model, pre, k=k, show_progress=show_progress)
-        res["fit_seconds"] = round(fit_s, 3)
-        results[name] = res
-    return results
 
 
 def format_table(results: dict[str, dict[str, Any]], k: int) -> str:

@@ -365,9 +365,3 @@ def prepare(
     if metadata is not None:
         metadata = metadata.filter(pl.col("item_id").is_in(pl.Series(vocab.ids)))
     return SessionData(**out, vocab=vocab, stats=stats, metadata=metadata)
-
-
-def check_sessions(sessions: Any, what: str = "sessions") -> None:
-    """Raise DataError if ``sessions`` has no sequence of length >= 2."""
-    if not any(len(s) >= 2 for s in sessions):
-        raise EmptyDataError(f"{what}: expected at least one session with 2 or more items, found none")
