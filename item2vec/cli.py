@@ -93,7 +93,7 @@ def _cmd_prepare(a: argparse.Namespace) -> int:
 def _add_item2vec_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("item2vec hyperparameters (defaults: item2vec.Item2VecConfig)")
     g.add_argument("--vector-size", type=int)
-    g.add_argument("--window", type=int, help="context window; omit for the whole session")
+    g.add_argument("--window", type=int, help="context window (default 5); 0 = the whole session")
     g.add_argument("--negative", type=int)
     g.add_argument("--ns-exponent", type=float)
     g.add_argument("--sample", type=float)
@@ -105,7 +105,10 @@ def _add_item2vec_args(p: argparse.ArgumentParser) -> None:
 
 def _item2vec_params(a: argparse.Namespace) -> dict[str, Any]:
     keys = ("vector_size", "window", "negative", "ns_exponent", "sample", "epochs", "alpha", "workers", "random_state")
-    return {k: getattr(a, k) for k in keys if getattr(a, k, None) is not None}
+    params = {k: getattr(a, k) for k in keys if getattr(a, k, None) is not None}
+    if params.get("window") == 0:
+        params["window"] = None  # Item2VecConfig: None = the whole session
+    return params
 
 
 def _add_fit(sub: Any) -> None:

@@ -116,3 +116,13 @@ def test_bad_input_one_line_exit_2(args, message, tmp_path, log_csv, prepared, m
     assert message in err[0]
     assert "Traceback" not in err[0]
     assert not (tmp_path / "o").exists() and not (tmp_path / "m").exists()  # nothing half-written
+
+
+def test_window_zero_means_the_whole_session(prepared, tmp_path):
+    from item2vec import ItemEmbeddings
+
+    out = tmp_path / "whole"
+    assert main(["fit", "--data", str(prepared), "--out", str(out), "--window", "0", "--epochs", "1",
+                 "--vector-size", "8", "--quiet"]) == 0
+    meta = ItemEmbeddings.load(out).metadata
+    assert meta["item2vec"]["window"] is None and meta["window_used"] >= 2
