@@ -8,6 +8,7 @@ queries (gensim has no batch form for many keys, so its "batch" is a loop).
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 from benchmarks._common import Table, percentiles_ms, progress
 from benchmarks.vectors import clustered_vectors
 from item2vec.embeddings import ItemEmbeddings
+from item2vec.index import HNSWIndex
 
 K = 10
 
@@ -34,11 +36,13 @@ def run(
     n_single: int = 200,
     n_batch: int = 1000,
     hnsw: dict[str, int] | None = None,
-    ef_grid: tuple[int, ...] = (32, 64, 96, 128),
+    ef_grid: tuple[int, ...] = (16, 32, 64, 128),
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """Print the similar_items tables; return them as dicts."""
-    hnsw = hnsw or {"M": 16, "ef_construction": 100, "ef": 64}
+    if hnsw is None:  # the library's defaults
+        params = inspect.signature(HNSWIndex).parameters
+        hnsw = {k: params[k].default for k in ("M", "ef_construction", "ef")}
     lat = Table(
         "similar_items single query (k=10), ms",
         ["items", "gensim p50", "exact p50", "gensim p99", "exact p99", "gensim/exact (p50)",

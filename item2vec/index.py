@@ -231,7 +231,11 @@ class HNSWIndex:
     vectors : ndarray, shape (n, d)
         Item vectors (normalised here; the graph uses inner product).
     M : int
-        Graph degree. Higher: better recall, more memory, slower build.
+        Graph degree. Higher: better recall, more memory, slower build. The
+        defaults (32, 200, 32) were measured on 1M clustered 64-d vectors
+        (``python -m benchmarks.ann_params 1000000 32 200``): recall@10 0.993 at a
+        raw single-query p50 of 0.064 ms, where M=16 / ef_construction=100 needed
+        ef=64 (0.130 ms) for recall 0.97; the denser graph built in 159 s against 137 s.
     ef_construction : int
         Candidate list size while building.
     ef : int
@@ -255,9 +259,9 @@ class HNSWIndex:
     def __init__(
         self,
         vectors: np.ndarray | None,
-        M: int = 16,
-        ef_construction: int = 100,
-        ef: int = 64,
+        M: int = 32,
+        ef_construction: int = 200,
+        ef: int = 32,
         random_state: int = 0,
         num_threads: int | None = None,
         *,
