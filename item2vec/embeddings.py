@@ -237,7 +237,7 @@ class ItemEmbeddings:
         ids_all = self.vocab.ids
         out_ids = ids_all[found_rows]
         out_scores = scores
-        # rows that ran out of candidates (filters) carry -inf: drop those columns only if all are
+        # unknown queries (missing="ignore") get rows of fill ids and NaN scores
         if not known.all():
             fill: Any = -1 if ids_all.dtype.kind in "iu" else None
             full_ids = np.full((len(queries), k_eff), fill, dtype=ids_all.dtype)

@@ -75,20 +75,16 @@ class Item2VecRecommender(Recommender):
 
     def score_batch(self, prefixes: Sequence[np.ndarray]) -> np.ndarray:
         self._check_fitted()
-        B = len(prefixes)
-        q = np.zeros((B, self.unit_.shape[1]), dtype=np.float32)
-        for i, p in enumerate(prefixes):
-            p = np.asarray(p, dtype=np.int64)
-            p = p[(p > 0) & (p <= self.n_items_)]
-            if len(p) == 0:
-                continue
-            q[i] = self.unit_[p[-1]] if self.mode == "last" else self.unit_[p].mean(axis=0)
-        scores = q @ self.unit_.T + self._fallback()[None, :].astype(np.float32)
-        for i, p in enumerate(prefixes):
-            p = np.asarray(p, dtype=np.int64)
-            p = p[(p > 0) & (p <= self.n_items_)]
+        # known items of each prefix (0 and out-of-range indices are skipped)
+        clean = [p[(p > 0) & (p <= self.n_items_)] for p in (np.asarray(p, dtype=np.int64) for p in prefixes)]
+        seen = [p[-1:] if self.mode == "last" else p for p in clean]  # the query items, never returned
+        q = np.zeros((len(clean), self.unit_.shape[1]), dtype=np.float32)
+        for i, p in enumerate(seen):
             if len(p):
-                scores[i, p[-1:] if self.mode == "last" else p] = -np.inf
+                q[i] = self.unit_[p].mean(axis=0)
+        scores = q @ self.unit_.T + self._fallback()[None, :].astype(np.float32)
+        for i, p in enumerate(seen):
+            scores[i, p] = -np.inf
         return scores
 
 

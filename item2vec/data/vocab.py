@@ -138,12 +138,12 @@ class ItemVocab:
         idx = np.asarray(indices, dtype=np.int64)
         if idx.size and (idx.min() < 0 or idx.max() > len(self)):
             raise IndexError(f"indices must lie in 0..{len(self)}, got {idx.min()}..{idx.max()}")
-        padded = np.empty(len(self) + 1, dtype=object)
-        padded[0] = None
-        padded[1:] = self._ids
-        out = padded[idx]
-        if self._ids.dtype.kind in "iu" and (idx > 0).all():
-            return out.astype(self._ids.dtype)
+        if (idx > 0).all():  # the common case: no padding, keep the ids' dtype
+            return self._ids[idx - 1]
+        out = np.empty(idx.shape, dtype=object)  # O(len(indices)), not O(catalogue)
+        known = idx > 0
+        out[known] = self._ids[idx[known] - 1]
+        out[~known] = None
         return out
 
     # -- serialisation --------------------------------------------------
