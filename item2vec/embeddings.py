@@ -221,20 +221,25 @@ class ItemEmbeddings:
         single = not isinstance(items, (list, tuple, np.ndarray)) or (
             isinstance(items, np.ndarray) and items.ndim == 0
         )
-        queries = [items] if single else list(items)
-        rows = self.vocab.indices(queries, missing="raise" if (single or missing == "raise") else "pad") - 1
-        known = rows >= 0
         k_eff = min(k, len(self) - 1)
         if k_eff <= 0:
             raise ValueError(f"the catalogue has {len(self)} item(s): no neighbours to return")
         exclude_all = None
         if filter_items is not None:
             exclude_all = self.vocab.indices(filter_items, missing="drop") - 1
-        q_rows = rows[known]
-        found_rows, scores = self.get_index(index).search(
-            self.vectors[q_rows], k_eff, exclude=q_rows, exclude_all=exclude_all
-        )
         ids_all = self.vocab.ids
+        if single:  # the latency path: one dict lookup, one index query
+            row = self.vocab.index(items) - 1
+            found, sc = self.get_index(index).neighbours(np.array([row]), k_eff, exclude_all=exclude_all)
+            found, sc = found[0], sc[0]
+            if len(sc) and not np.isfinite(sc[-1]):  # filters left fewer than k: -inf places sort last
+                valid = np.isfinite(sc)
+                found, sc = found[valid], sc[valid]
+            return ids_all[found], sc
+        queries = list(items)
+        rows = self.vocab.indices(queries, missing=missing if missing == "raise" else "pad") - 1
+        known = rows >= 0
+        found_rows, scores = self.get_index(index).neighbours(rows[known], k_eff, exclude_all=exclude_all)
         out_ids = ids_all[found_rows]
         out_scores = scores
         # unknown queries (missing="ignore") get rows of fill ids and NaN scores
@@ -244,9 +249,6 @@ class ItemEmbeddings:
             full_scores = np.full((len(queries), k_eff), np.nan, dtype=np.float32)
             full_ids[known], full_scores[known] = out_ids, out_scores
             out_ids, out_scores = full_ids, full_scores
-        if single:
-            valid = np.isfinite(out_scores[0])
-            return out_ids[0][valid], out_scores[0][valid]
         return out_ids, out_scores
 
     # -- persistence -------------------------------------------------------------

@@ -117,6 +117,10 @@ class Index(Protocol):
         exclude_all: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
+    def neighbours(
+        self, rows: np.ndarray, k: int, exclude_all: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
     def params(self) -> dict[str, Any]: ...
 
 
@@ -221,6 +225,18 @@ class ExactIndex:
                         s[j - start, ex[j]] = -np.inf
             rows_out[start:stop], scores_out[start:stop] = topk(s, kk)
         return rows_out, scores_out
+
+    def neighbours(
+        self, rows: np.ndarray, k: int, exclude_all: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` rows for the index's own ``rows``, each row excluded from its answer.
+
+        What :meth:`~item2vec.embeddings.ItemEmbeddings.similar_items` asks; the
+        same contract as :meth:`search` with ``queries = vectors[rows]`` and
+        ``exclude = rows``.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        return self.search(self.unit[rows], k, exclude=rows, exclude_all=exclude_all)
 
 
 class HNSWIndex:
@@ -379,6 +395,40 @@ class HNSWIndex:
             todo = todo[~done]
             fetch *= 2
         return rows_out, scores_out
+
+    def neighbours(
+        self, rows: np.ndarray, k: int, exclude_all: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` rows for the index's own ``rows``, each row excluded from its answer.
+
+        Same contract as :meth:`ExactIndex.neighbours`. One row without a filter
+        (the common ``similar_items(id)`` call) is one graph query and nothing
+        more: the stored row is already a unit vector, and hnswlib's inner-product
+        distance ``1 - cos`` already gives the exact cosine, so there is no
+        normalising, re-scoring or re-sorting. That path costs a few microseconds
+        on top of hnswlib's own ``knn_query`` (``benchmarks/README.md``).
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        n = len(self)
+        if len(rows) == 1 and (exclude_all is None or len(exclude_all) == 0) and 0 < k and k + 1 < n:
+            row = int(rows[0])
+            fetch = k + 1
+            if fetch > self.ef:
+                self.graph.set_ef(fetch)
+            try:
+                labels, dist = self.graph.knn_query(self.unit[row], k=fetch, num_threads=1)
+            except RuntimeError:  # the graph could not return that many: the general path
+                labels = None
+            finally:
+                if fetch > self.ef:
+                    self.graph.set_ef(self.ef)
+            if labels is not None:
+                keep = labels[0] != row
+                if keep.all():  # the row itself was not among them: drop the last instead
+                    keep[-1] = False
+                got = labels[0][keep].astype(np.int64)
+                return got[None, :], (1.0 - dist[0][keep])[None, :]
+        return self.search(self.unit[rows], k, exclude=rows, exclude_all=exclude_all)
 
     def _search_simple(
         self, q: np.ndarray, kk: int, exclude: np.ndarray | None

@@ -248,3 +248,44 @@ def test_small_model_saves_no_index(tmp_path):
     back = ItemEmbeddings.load(tmp_path / "m")
     assert isinstance(back.index, ExactIndex)
     assert np.array_equal(back.similar_items(3, k=5)[0], e.similar_items(3, k=5)[0])
+
+
+# -- neighbours of the index's own rows (the similar_items path) ---------------------------
+def test_neighbours_equals_search_with_the_row_excluded(ann_data):
+    x, idx = ann_data
+    exact = ExactIndex(x)
+    u = normalize(x)
+    for r in (0, 17, 2999):
+        rows = np.array([r])
+        got, sc = idx.neighbours(rows, 10)  # the thin single-row path
+        ref, ref_sc = idx.search(x[r], 10, exclude=rows)  # the general path
+        assert got.shape == sc.shape == (1, 10) and r not in got[0]
+        assert set(got[0]) == set(ref[0])
+        # scores are the exact cosines of the returned rows, best first
+        assert np.allclose(sc[0], u[got[0]] @ u[r], atol=1e-5)
+        assert np.allclose(np.sort(sc[0])[::-1], np.sort(ref_sc[0])[::-1], atol=1e-5)
+        assert (np.diff(sc[0]) <= 1e-6).all()
+        e_rows, e_sc = exact.neighbours(rows, 10)
+        assert recall(got, e_rows) >= 0.9
+        assert np.array_equal(e_rows, exact.search(x[r], 10, exclude=rows)[0])
+
+
+def test_neighbours_batch_and_filters(ann_data):
+    x, idx = ann_data
+    rows = np.arange(0, 3000, 100)
+    got, _ = idx.neighbours(rows, 10)
+    for i, r in enumerate(rows):
+        single, _ = idx.neighbours(np.array([r]), 10)
+        assert r not in got[i] and recall(single, got[i : i + 1]) >= 0.9
+    banned = got[:, 0]
+    got_f, sc_f = idx.neighbours(rows[:3], 10, exclude_all=banned)
+    assert not set(got_f.ravel()) & set(banned.tolist()) and np.isfinite(sc_f).all()
+
+
+def test_neighbours_k_near_catalogue_size():
+    x = clustered(12)
+    idx = HNSWIndex(x, M=4, ef_construction=20, ef=4, num_threads=1)
+    got, sc = idx.neighbours(np.array([5]), 11)  # every other row: the general (exact) path
+    assert sorted(got[0].tolist()) == [i for i in range(12) if i != 5] and np.isfinite(sc).all()
+    got, _ = idx.neighbours(np.array([5]), 6)  # fetch 7 > ef 4: ef is raised for the query, then restored
+    assert got.shape == (1, 6) and 5 not in got[0] and idx.graph.ef == 4
