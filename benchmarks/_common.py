@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Table", "machine", "median_time", "percentiles_ms", "progress", "run_child"]
+__all__ = ["Table", "machine", "median_time", "peak_rss_mb", "percentiles_ms", "progress", "run_child"]
 
 
 def machine() -> str:
@@ -45,6 +45,25 @@ def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
         out = fn()
         times.append(time.perf_counter() - t0)
     return float(np.median(times)), out
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process's address space, in MB (``VmHWM``).
+
+    Not ``ru_maxrss``: on Linux that survives fork and exec, so a child started
+    by a large parent reports at least the parent's peak. ``VmHWM`` belongs to
+    the address space made at exec. Falls back to ``ru_maxrss`` off Linux.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def percentiles_ms(seconds: Sequence[float]) -> tuple[float, float]:

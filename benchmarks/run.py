@@ -32,7 +32,7 @@ FULL: dict[str, dict[str, Any]] = {
     "eval": {"n_sessions": 20_000, "n_single": 500, "repeats": 1},
 }
 QUICK: dict[str, dict[str, Any]] = {
-    "sessionize": {"n_events": 1_000_000, "repeats": 1},
+    "sessionize": {"n_events": 1_000_000, "repeats": 1, "apply_events": 200_000},
     "train": {"n_sessions": 5_000, "epochs": 5, "workers": 1, "repeats": 1},
     "similar": {"sizes": (100_000,), "n_single": 100, "n_batch": 300},
     "eval": {"n_sessions": 5_000, "n_single": 200, "repeats": 1},

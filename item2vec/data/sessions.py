@@ -101,11 +101,56 @@ def sessionize(events: pl.DataFrame, gap_minutes: float = 30.0) -> pl.DataFrame:
             f"sessionize: expected a 'session_id' or 'user_id' column, got {events.columns}"
         )
     gap = pl.duration(microseconds=int(gap_minutes * 60_000_000))
-    ev = events.sort(["user_id", "timestamp", "_order"])
+    ev = _sort_by_user_and_time(events)
     new = (pl.col("user_id") != pl.col("user_id").shift(1)).fill_null(True) | (
         (pl.col("timestamp") - pl.col("timestamp").shift(1)) > gap
     ).fill_null(True)
     return ev.with_columns(new.cum_sum().cast(pl.Int64).alias("session_id"))
+
+
+_INT64_MAX = 2**63 - 1
+
+
+def _packed_user_time_key(events: pl.DataFrame) -> pl.Expr | None:
+    """One int64 sort key equivalent to ``(user_id, timestamp, _order)``, or ``None``.
+
+    With integer user ids, datetime timestamps, no nulls, an ``_order`` that follows
+    the row order, and ``(user range) x (time range in microseconds)`` within int64,
+    the key is ``(user - min) * span + (time - min)``; a stable sort on it breaks
+    ties by row order, i.e. by ``_order``.
+    """
+    user, ts = events.schema["user_id"], events.schema["timestamp"]
+    if not (
+        user.is_integer()
+        and isinstance(ts, pl.Datetime)
+        and events.height
+        and events["user_id"].null_count() == 0
+        and events["timestamp"].null_count() == 0
+        and events["_order"].is_sorted()  # stability is the tie rule only then
+    ):
+        return None
+    t_us = pl.col("timestamp").dt.epoch("us")
+    umin, umax, tmin, tmax = events.select(
+        pl.col("user_id").min().alias("u0"), pl.col("user_id").max().alias("u1"),
+        t_us.min().alias("t0"), t_us.max().alias("t1"),
+    ).row(0)
+    span = int(tmax) - int(tmin) + 1
+    if (int(umax) - int(umin) + 1) * span > _INT64_MAX:
+        return None
+    return (pl.col("user_id").cast(pl.Int64) - umin) * span + (t_us - tmin)
+
+
+def _sort_by_user_and_time(events: pl.DataFrame) -> pl.DataFrame:
+    """``events`` sorted by ``user_id``, then ``timestamp``, ties in ``_order``.
+
+    One stable int64 sort on :func:`_packed_user_time_key` where it exists (about
+    three times faster than the three-key sort at 10M events, ``benchmarks/README.md``),
+    the three-key sort otherwise. Both give the same order.
+    """
+    key = _packed_user_time_key(events)
+    if key is not None:
+        return events.with_columns(key.alias("_key")).sort("_key", maintain_order=True).drop("_key")
+    return events.sort(["user_id", "timestamp", "_order"])
 
 
 def drop_consecutive_repeats(events: pl.DataFrame) -> pl.DataFrame:

@@ -20,6 +20,7 @@ from item2vec.data import (
     sessionize,
     temporal_split,
 )
+from item2vec.data.sessions import _packed_user_time_key
 from item2vec.exceptions import DataError, EmptyDataError, FormatVersionError, UnknownItemError
 
 T0 = dt.datetime(2024, 1, 1)
@@ -43,6 +44,51 @@ def test_sessionize_orders_by_time_and_keeps_ties_in_row_order():
     ev = frame([("u1", "late", 20), ("u1", "tie1", 5), ("u1", "tie2", 5)])
     out = sessionize(ev, 30)
     assert out["item_id"].to_list() == ["tie1", "tie2", "late"]
+
+
+def _three_key_reference(ev: pl.DataFrame) -> pl.DataFrame:
+    """What sessionize must produce: sort by (user, time, row), cut at 30-minute gaps."""
+    ref = ev.with_row_index("_order").sort(["user_id", "timestamp", "_order"])
+    new = (pl.col("user_id") != pl.col("user_id").shift(1)).fill_null(True) | (
+        (pl.col("timestamp") - pl.col("timestamp").shift(1)) > pl.duration(minutes=30)
+    ).fill_null(True)
+    return ref.with_columns(new.cum_sum().cast(pl.Int64).alias("session_id"))
+
+
+@pytest.mark.parametrize("user_kind", ["int", "negative-int", "str", "huge-int", "int-with-null"])
+def test_sessionize_packed_key_sort_equals_the_three_key_sort(user_kind):
+    # many ties in time (whole minutes) and shuffled rows: the packed int64 key
+    # (int user ids) and the three-key fallback must both give the reference order
+    rng = np.random.default_rng(7)
+    n = 5000
+    users = rng.integers(0, 60, n)
+    minutes = rng.integers(0, 24 * 60, n)
+    ev = pl.DataFrame({"user_id": users, "item_id": rng.integers(0, 50, n), "minutes": minutes})
+    if user_kind == "negative-int":
+        ev = ev.with_columns(pl.col("user_id") - 30)
+    elif user_kind == "str":
+        ev = ev.with_columns(pl.format("u{}", pl.col("user_id")).alias("user_id"))
+    elif user_kind == "huge-int":  # (user range) x (time range) overflows int64: the fallback
+        ev = ev.with_columns(pl.col("user_id") * (2**52))
+    elif user_kind == "int-with-null":
+        ev = ev.with_columns(pl.when(pl.col("user_id") == 3).then(None).otherwise(pl.col("user_id")).alias("user_id"))
+    ev = ev.with_columns(
+        (pl.lit(T0) + pl.duration(minutes=pl.col("minutes"))).cast(pl.Datetime("us")).alias("timestamp")
+    ).drop("minutes")
+    packed = _packed_user_time_key(ev.with_row_index("_order")) is not None
+    assert packed == (user_kind in ("int", "negative-int"))
+    out = sessionize(ev, gap_minutes=30)
+    ref = _three_key_reference(ev)
+    assert out["_order"].to_list() == ref["_order"].to_list()
+    assert out["session_id"].to_list() == ref["session_id"].to_list()
+    assert out.columns == ref.columns
+
+
+def test_sessionize_a_callers_own_order_column_breaks_ties():
+    # a given "_order" that is not the row order still decides ties in time
+    ev = frame([(1, "x", 5), (1, "y", 5), (1, "z", 5)]).with_columns(pl.Series("_order", [2, 0, 1], dtype=pl.UInt32))
+    assert _packed_user_time_key(ev) is None
+    assert sessionize(ev, 30)["item_id"].to_list() == ["y", "z", "x"]
 
 
 def test_drop_consecutive_repeats_only_inside_a_session():
