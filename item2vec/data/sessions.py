@@ -149,7 +149,7 @@ def _sort_by_user_and_time(events: pl.DataFrame) -> pl.DataFrame:
     """
     key = _packed_user_time_key(events)
     if key is not None:
-        return events.with_columns(key.alias("_key")).sort("_key", maintain_order=True).drop("_key")
+        return events.sort(key, maintain_order=True)  # by the expression: no key column to carry
     return events.sort(["user_id", "timestamp", "_order"])
 
 
