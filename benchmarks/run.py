@@ -5,7 +5,9 @@ Sections (``--only`` picks some):
 - ``sessionize``: polars path against pandas on synthetic events, each in a subprocess;
 - ``train``: ``Item2Vec.fit`` against a direct gensim ``Word2Vec`` call;
 - ``similar``: ``similar_items`` exact against gensim ``most_similar``, HNSW against exact;
-- ``eval``: the evaluation loop's predictions/s per model, batched and single.
+- ``eval``: the evaluation loop's predictions/s per model, batched and single;
+- ``nextitem``: BiLSTM training and inference throughput on CPU: threads, batch
+  size, ``torch.compile`` against eager.
 
 Every comparison is measured side by side in the same run (alternating where it
 can), because the machine may be shared: ratios are what to read, absolute times
@@ -23,19 +25,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("sessionize", "train", "similar", "eval")
+SECTIONS = ("sessionize", "train", "similar", "eval", "nextitem")
 
 FULL: dict[str, dict[str, Any]] = {
     "sessionize": {"n_events": 10_000_000, "repeats": 3},
     "train": {"n_sessions": 15_000, "epochs": 5, "workers": 1, "repeats": 3},
     "similar": {"sizes": (100_000, 1_000_000), "n_single": 200, "n_batch": 1000},
     "eval": {"n_sessions": 20_000, "n_single": 500, "repeats": 1},
+    "nextitem": {"n_sessions": 20_000, "n_train": 30_000, "n_predictions": 10_000, "compile_steps": 40, "repeats": 3},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "sessionize": {"n_events": 1_000_000, "repeats": 1, "apply_events": 200_000},
     "train": {"n_sessions": 5_000, "epochs": 5, "workers": 1, "repeats": 1},
     "similar": {"sizes": (100_000,), "n_single": 100, "n_batch": 300},
     "eval": {"n_sessions": 5_000, "n_single": 200, "repeats": 1},
+    "nextitem": {"n_sessions": 5_000, "n_train": 5_000, "n_predictions": 1_000, "compile_steps": 10, "repeats": 1},
 }
 
 
@@ -52,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(a.blas_threads)
 
-    from benchmarks import evaluation, sessionize, similar, training
+    from benchmarks import evaluation, nextitem, sessionize, similar, training
     from benchmarks._common import machine
 
     cfg = QUICK if a.quick else FULL
@@ -63,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"- load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     sys.stdout.flush()
     runners = {"sessionize": sessionize.run, "train": training.run, "similar": similar.run,
-               "eval": evaluation.run}
+               "eval": evaluation.run, "nextitem": nextitem.run}
     results: dict[str, Any] = {}
     t_all = time.perf_counter()
     for name in SECTIONS:
