@@ -170,6 +170,10 @@ class TrainConfig(DictConfig):
         Stop after this many epochs without a better validation MRR@k.
     min_delta : float
         An epoch is better when its MRR@k beats the best so far by more than this.
+    lr_decay : float
+        After an epoch without a better validation MRR@k, multiply the learning
+        rate by this (reduce on plateau; 1.0 keeps it constant). With it, set
+        ``patience`` high enough for the smaller steps to be tried.
     k : int
         Cut-off of the validation metric.
     max_valid : int, optional
@@ -199,6 +203,7 @@ class TrainConfig(DictConfig):
     clip_norm: float = 5.0
     patience: int = 2
     min_delta: float = 0.0
+    lr_decay: float = 1.0
     k: int = 20
     max_valid: int | None = 5000
     max_train: int | None = None
@@ -210,11 +215,12 @@ class TrainConfig(DictConfig):
 
     def __post_init__(self) -> None:
         if (self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.patience < 1 or self.k < 1
-                or (self.num_threads is not None and self.num_threads < 1)):
+                or (self.num_threads is not None and self.num_threads < 1) or not 0 < self.lr_decay <= 1):
             raise ValueError(
-                "TrainConfig: need epochs, batch_size, patience, k, num_threads >= 1 and lr > 0, got "
-                f"epochs={self.epochs}, batch_size={self.batch_size}, patience={self.patience}, "
-                f"k={self.k}, num_threads={self.num_threads}, lr={self.lr}"
+                "TrainConfig: need epochs, batch_size, patience, k, num_threads >= 1, lr > 0 and "
+                f"0 < lr_decay <= 1, got epochs={self.epochs}, batch_size={self.batch_size}, "
+                f"patience={self.patience}, k={self.k}, num_threads={self.num_threads}, lr={self.lr}, "
+                f"lr_decay={self.lr_decay}"
             )
 
 
@@ -268,7 +274,8 @@ class Trainer:
             Prefix cap when building examples from sessions.
         callback : callable, optional
             ``callback(epoch, {"loss": ..., "val_mrr@20": ..., "val_hr@20": ...,
-            "examples_per_second": ...})`` after each epoch (1-based epochs).
+            "examples_per_second": ..., "lr": ...})`` after each epoch (1-based
+            epochs; ``lr`` is the rate that epoch trained with).
 
         Returns
         -------
@@ -334,7 +341,8 @@ class Trainer:
             bar.close()
             epoch_s = time.perf_counter() - t0
             train_seconds += epoch_s
-            metrics: dict[str, float] = {"loss": total / max(seen, 1), "examples_per_second": seen / max(epoch_s, 1e-9)}
+            metrics: dict[str, float] = {"loss": total / max(seen, 1), "examples_per_second": seen / max(epoch_s, 1e-9),
+                                         "lr": opt.param_groups[0]["lr"]}
             if val is not None:
                 metrics.update({f"val_{m}": v for m, v in rank_metrics(model, val, cfg.k, device=device, exclude_last=cfg.exclude_last).items()})
             result.history.append({"epoch": epoch, **metrics})
@@ -351,6 +359,8 @@ class Trainer:
                 stale += 1
                 if stale >= cfg.patience:
                     break
+                for group in opt.param_groups:  # reduce on plateau
+                    group["lr"] *= cfg.lr_decay
         if best_state is not None:
             model.load_state_dict(best_state)
         model.eval()

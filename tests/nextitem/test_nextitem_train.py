@@ -50,7 +50,7 @@ def _fit(sessions, valid, seed=0, **kw):
     torch.manual_seed(seed)
     model = NextItemModel(NextItemConfig(n_items=30, embedding_dim=8, hidden_size=8))
     calls = []
-    trainer = Trainer(epochs=kw.pop("epochs", 4), lr=1e-2, random_state=seed, show_progress=False, device="cpu", **kw)
+    trainer = Trainer(epochs=kw.pop("epochs", 4), lr=kw.pop("lr", 1e-2), random_state=seed, show_progress=False, device="cpu", **kw)
     res = trainer.fit(model, sessions, valid, max_prefix=5, callback=lambda e, m: calls.append((e, m)))
     return model, res, calls
 
@@ -75,6 +75,19 @@ def test_early_stopping_stops_after_patience(sequential_data):
     _, res, calls = _fit(data.train, data.valid, epochs=10, patience=2, min_delta=1.0)
     assert res.epochs_run == 3 and len(calls) == 3
     assert res.best_epoch == 1
+
+
+def test_lr_decays_on_a_plateau_only(sequential_data):
+    data, _ = sequential_data
+    # min_delta=1: every epoch after the first is a plateau, so the rate halves after each
+    _, res, calls = _fit(data.train, data.valid, epochs=10, patience=3, min_delta=1.0, lr=0.01, lr_decay=0.5)
+    # epoch 1 is the best; epochs 2 and 3 are stale and halve the rate; epoch 4 is the 3rd stale: stop
+    assert [round(m["lr"], 6) for _, m in calls] == [0.01, 0.01, 0.005, 0.0025]
+    # constant by default, and always with improving epochs
+    _, _, calls = _fit(data.train, data.valid, epochs=3, lr=0.01)
+    assert {m["lr"] for _, m in calls} == {0.01}
+    with pytest.raises(ValueError, match="lr_decay"):
+        TrainConfig(lr_decay=0.0)
 
 
 def test_same_seed_same_model(sequential_data):
