@@ -100,6 +100,23 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def item2vec_vectors(name: str, data: SessionData, seed: int, cache: Path | None) -> tuple[ItemEmbeddings, float]:
+    """The dataset's item2vec vectors (:data:`ITEM2VEC` settings) and their fit seconds, cached when asked."""
+    i2v_params = {"random_state": seed, **ITEM2VEC.get(name, {})}
+    key = cache / f"{name}-{json.dumps(i2v_params, sort_keys=True)}" if cache else None
+    if key is not None and (key / "meta.json").exists():
+        emb = ItemEmbeddings.load(key)
+        _progress(f"{name}: item2vec vectors from the cache {key}")
+        return emb, float(emb.metadata["fit_seconds"])
+    t = time.perf_counter()
+    emb = Item2Vec(show_progress=False, **i2v_params).fit(data.decode(data.train)).embeddings_
+    i2v_s = time.perf_counter() - t
+    if key is not None:
+        emb.metadata["fit_seconds"] = i2v_s
+        emb.save(key)
+    return emb, i2v_s
+
+
 def run_dataset(
     name: str, only: str | None, overrides: dict[str, Any], seed: int, cache: Path | None = None
 ) -> dict[str, Any]:
@@ -124,19 +141,7 @@ def run_dataset(
             t = time.perf_counter()
             model = BASELINES[b]().fit(data.train, n_items=data.n_items)
             record(b, model, time.perf_counter() - t)
-    i2v_params = {"random_state": seed, **ITEM2VEC.get(name, {})}
-    key = cache / f"{name}-{json.dumps(i2v_params, sort_keys=True)}" if cache else None
-    if key is not None and (key / "meta.json").exists():
-        emb = ItemEmbeddings.load(key)
-        i2v_s = float(emb.metadata["fit_seconds"])
-        _progress(f"{name}: item2vec vectors from the cache {key}")
-    else:
-        t = time.perf_counter()
-        emb = Item2Vec(show_progress=False, **i2v_params).fit(data.decode(data.train)).embeddings_
-        i2v_s = time.perf_counter() - t
-        if key is not None:
-            emb.metadata["fit_seconds"] = i2v_s
-            emb.save(key)
+    emb, i2v_s = item2vec_vectors(name, data, seed, cache)
     if only in (None, "baselines"):
         record("item2vec", Item2VecRecommender(embeddings=emb, vocab=data.vocab).fit(data.train, data.n_items), i2v_s)
     if only in (None, "bilstm"):
