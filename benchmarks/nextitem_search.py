@@ -59,13 +59,14 @@ SPACE: dict[str, list[Any]] = {
 SEARCH_BASE: dict[str, Any] = {"patience": 3, "max_valid": None, "max_train": None, "epochs": 30}
 
 
-def trials(n: int, seed: int) -> list[dict[str, Any]]:
+def trials(n: int, seed: int, space: dict[str, list[Any]] | None = None) -> list[dict[str, Any]]:
     """``n`` option sets: the empty set (the base settings) first, then random draws, no repeats."""
+    space = SPACE if space is None else space
     rng = np.random.default_rng(seed)
     out: list[dict[str, Any]] = [{}]
     seen = {json.dumps({}, sort_keys=True)}
     while len(out) < n:
-        t = {k: vals[int(rng.integers(len(vals)))] for k, vals in SPACE.items()}
+        t = {k: vals[int(rng.integers(len(vals)))] for k, vals in space.items()}
         key = json.dumps(t, sort_keys=True)
         if key not in seen:
             seen.add(key)
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant", default="bilstm (item2vec, fine-tuned)", choices=list(VARIANTS))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="fixed option for every trial (JSON value), e.g. epochs=15")
+    ap.add_argument("--space", action="append", default=[], metavar="KEY=[VALUES]",
+                    help="replace one option's values in SPACE (JSON list), e.g. hidden_size=[64,128]")
     ap.add_argument("--only-trials", default=None, help="comma-separated trial numbers to run (default all)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default=None, help="item2vec vectors cache directory")
@@ -126,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     emb, _ = item2vec_vectors(a.dataset, data, 0, Path(a.cache) if a.cache else None)
     base = {**BILSTM, **BILSTM_PER_DATASET.get(a.dataset, {}), **SEARCH_BASE, **_parse_set(a.set)}
     variant = VARIANTS[a.variant]
-    all_trials = trials(a.trials, a.search_seed)
+    space = {**SPACE, **_parse_set(a.space)}
+    all_trials = trials(a.trials, a.search_seed, space)
     pick = range(len(all_trials)) if a.only_trials is None else [int(x) for x in a.only_trials.split(",")]
     done = _done(a.log)
     a.log.parent.mkdir(parents=True, exist_ok=True)
