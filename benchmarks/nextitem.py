@@ -9,8 +9,9 @@ tables, each measured alternating within one run, medians of ``repeats``:
    loop, one epoch, no validation) for torch thread counts x batch sizes;
 2. ``torch.compile`` against eager on the raw training step and the inference
    forward, batch 256, one thread, after warm-up (compile time reported apart);
-3. inference predictions/s of ``NextItemRecommender.score_batch`` (scores over
-   the whole catalogue under ``torch.inference_mode``) for batch sizes x threads.
+3. inference: top-20 predictions/s of ``NextItemRecommender.recommend_batch`` (scores
+   over the whole catalogue under ``torch.inference_mode``, then the top 20), one
+   request of ``batch`` prefixes at a time, for batch sizes x threads.
 """
 
 from __future__ import annotations
@@ -135,10 +136,11 @@ def _inference_table(train: list[np.ndarray], test: list[np.ndarray], n_items: i
     rec.fit(train, n_items)
     prefixes = make_prefixes(test).prefixes[:n_predictions]
     table = Table(
-        f"BiLSTM inference, predictions/s (score_batch over {n_items:,} items, medians of {repeats})",
+        f"BiLSTM inference, top-20 predictions/s over {n_items:,} items (medians of {repeats})",
         ["torch threads", "batch", "predictions", "predictions/s", "vs batch 1, 1 thread"],
-        note="Each prediction scores the whole catalogue (the evaluation protocol); batch 1 is a "
-        "serving loop of single prefixes, on fewer prefixes.",
+        note="recommend_batch(prefixes, k=20) per request of `batch` prefixes: scores over the whole "
+        "catalogue under torch.inference_mode, then the top 20; batch 1 is a serving loop of single "
+        "prefixes (on fewer prefixes).",
     )
     res: dict[tuple[int, int], list[float]] = {(t, b): [] for t in threads for b in batches}
     n_of = {b: min(len(prefixes), 300 if b == 1 else len(prefixes)) for b in batches}
@@ -151,7 +153,8 @@ def _inference_table(train: list[np.ndarray], test: list[np.ndarray], n_items: i
                     progress(f"nextitem: inference, {t} thread(s), batch {b}, run {r + 1}/{repeats}")
                     ps = prefixes[: n_of[b]]
                     t0 = time.perf_counter()
-                    rec.score_batch(ps, batch_size=b)
+                    for start in range(0, len(ps), b):  # one request of b prefixes at a time
+                        rec.recommend_batch(ps[start : start + b], k=20)
                     res[(t, b)].append(len(ps) / (time.perf_counter() - t0))
     finally:
         torch.set_num_threads(before)

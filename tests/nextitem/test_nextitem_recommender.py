@@ -11,6 +11,7 @@ import torch
 from item2vec.embeddings import ItemEmbeddings
 from item2vec.evaluation import evaluate
 from item2vec.exceptions import DataError, FormatVersionError, NotFittedError
+from item2vec.index import topk
 from item2vec.nextitem import NextItemRecommender, load_next_model, pretrained_table
 from item2vec.recommenders import Item2VecRecommender
 
@@ -53,6 +54,24 @@ def test_shapes_batch_equals_single(fitted, sequential_data):
         i1, s1 = fitted.recommend(p, k=4)
         np.testing.assert_array_equal(i1, row_ids)
         np.testing.assert_allclose(s1, row_sc, rtol=1e-5, atol=1e-5)
+
+
+def test_recommend_batch_is_the_top_k_of_the_scores(fitted, sequential_data):
+    # the top k taken in torch per batch equals the top k of the dense numpy scores,
+    # for prefixes with known items, only unknown items, and none at all
+    data, _ = sequential_data
+    n = data.n_items
+    prefixes = [s[:3] for s in data.test[:30]] + [np.array([], dtype=np.int64), np.array([0, n + 5])]
+    for k in (1, 5, n + 3):  # k above the catalogue: every item, -inf ones last
+        ref_ids, ref_sc = topk(fitted.score_batch(prefixes), k)
+        for batch_size in (4, 1024):
+            ids, sc = fitted.recommend_batch(prefixes, k=k, batch_size=batch_size)
+            assert ids.shape == sc.shape == ref_ids.shape
+            finite = np.isfinite(ref_sc)
+            np.testing.assert_array_equal(ids[finite], ref_ids[finite])
+            np.testing.assert_allclose(sc[finite], ref_sc[finite], rtol=1e-5, atol=1e-6)
+            assert (np.isneginf(sc) == ~finite).all()
+            assert all(p[-1] not in row[:k] for p, row in zip(prefixes[:30], ids, strict=False) if k <= 5)
 
 
 def test_unknown_items_are_skipped_and_empty_prefix_is_popularity(fitted, sequential_data):
