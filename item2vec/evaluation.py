@@ -25,6 +25,9 @@ __all__ = [
     "format_table",
     "make_prefixes",
     "metrics_from_ranks",
+    "paired_bootstrap",
+    "prediction_ranks",
+    "reciprocal_ranks",
     "run_evaluation",
 ]
 
@@ -67,6 +70,72 @@ def metrics_from_ranks(ranks: np.ndarray, k: int) -> dict[str, float]:
     }
 
 
+def prediction_ranks(
+    model: Recommender,
+    sessions: Sequence[np.ndarray] | Prefixes,
+    k: int = 20,
+    batch_size: int = 512,
+    show_progress: bool = False,
+) -> np.ndarray:
+    """The rank of each prediction's target in the model's top ``k`` (1-based; 0 = not there).
+
+    What :func:`evaluate` aggregates; per prediction, for paired comparisons of two
+    models on the same prefixes (:func:`paired_bootstrap`).
+
+    Returns
+    -------
+    ndarray of int64, shape (n_predictions,)
+    """
+    k = check_k(k)
+    pre = sessions if isinstance(sessions, Prefixes) else make_prefixes(sessions)
+    ranks = np.zeros(len(pre), dtype=np.int64)
+    bar = tqdm(total=len(pre), desc=f"eval {model.name}", unit="pred", disable=not show_progress, leave=False)
+    for start in range(0, len(pre), batch_size):
+        stop = min(start + batch_size, len(pre))
+        ids, scores = model.recommend_batch(pre.prefixes[start:stop], k)
+        tgt = pre.targets[start:stop, None]
+        match = (ids == tgt) & np.isfinite(scores)
+        pos = match.argmax(axis=1) + 1
+        ranks[start:stop] = np.where(match.any(axis=1), pos, 0)
+        bar.update(stop - start)
+    bar.close()
+    return ranks
+
+
+def reciprocal_ranks(ranks: np.ndarray) -> np.ndarray:
+    """Per-prediction ``1 / rank`` (0 where the target was not in the top k): MRR's summands."""
+    ranks = np.asarray(ranks)
+    return np.where(ranks > 0, 1.0 / np.maximum(ranks, 1), 0.0)
+
+
+def paired_bootstrap(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 10_000, random_state: int = 0
+) -> dict[str, float]:
+    """Mean of ``a - b`` over paired predictions, with a 95% percentile-bootstrap interval.
+
+    ``a`` and ``b`` are per-prediction values of two models on the same prefixes
+    (e.g. :func:`reciprocal_ranks`, whose mean is MRR). Predictions are resampled
+    with replacement ``n_boot`` times.
+
+    Returns
+    -------
+    dict
+        ``diff`` (the observed mean difference), ``lo`` / ``hi`` (2.5th and 97.5th
+        percentiles of the resampled differences) and ``p_le_0`` (the share of
+        resamples where ``a`` does not beat ``b``).
+    """
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if d.ndim != 1 or len(d) == 0:
+        raise ValueError(f"expected two equal-length 1-D arrays of paired values, got a difference of shape {d.shape}")
+    rng = np.random.default_rng(random_state)
+    means = np.empty(n_boot)
+    for i in range(0, n_boot, 500):  # blocks bound the (500, n) index matrix
+        m = min(500, n_boot - i)
+        means[i : i + m] = d[rng.integers(0, len(d), size=(m, len(d)))].mean(axis=1)
+    return {"diff": float(d.mean()), "lo": float(np.percentile(means, 2.5)),
+            "hi": float(np.percentile(means, 97.5)), "p_le_0": float((means <= 0).mean())}
+
+
 def evaluate(
     model: Recommender,
     sessions: Sequence[np.ndarray] | Prefixes,
@@ -84,18 +153,8 @@ def evaluate(
     """
     k = check_k(k)
     pre = sessions if isinstance(sessions, Prefixes) else make_prefixes(sessions)
-    ranks = np.zeros(len(pre), dtype=np.int64)
     t0 = time.perf_counter()
-    bar = tqdm(total=len(pre), desc=f"eval {model.name}", unit="pred", disable=not show_progress, leave=False)
-    for start in range(0, len(pre), batch_size):
-        stop = min(start + batch_size, len(pre))
-        ids, scores = model.recommend_batch(pre.prefixes[start:stop], k)
-        tgt = pre.targets[start:stop, None]
-        match = (ids == tgt) & np.isfinite(scores)
-        pos = match.argmax(axis=1) + 1
-        ranks[start:stop] = np.where(match.any(axis=1), pos, 0)
-        bar.update(stop - start)
-    bar.close()
+    ranks = prediction_ranks(model, pre, k, batch_size, show_progress)
     secs = time.perf_counter() - t0
     out: dict[str, float] = metrics_from_ranks(ranks, k)
     out["n_predictions"] = len(pre)

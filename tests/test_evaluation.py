@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from item2vec.base import Recommender
-from item2vec.evaluation import evaluate, make_prefixes, metrics_from_ranks
+from item2vec.evaluation import (
+    evaluate,
+    make_prefixes,
+    metrics_from_ranks,
+    paired_bootstrap,
+    prediction_ranks,
+    reciprocal_ranks,
+)
 from item2vec.exceptions import EmptyDataError, NotFittedError
 
 
@@ -73,3 +80,25 @@ def test_evaluate_errors():
         evaluate(model, [np.array([1])])
     with pytest.raises(ValueError, match="positive integer"):
         evaluate(model, [np.array([1, 2])], k=0)
+
+
+def test_prediction_ranks_and_reciprocal_ranks():
+    model = FixedOrder([3, 2, 1, 4, 5]).fit([np.array([1, 2, 3, 4, 5])], n_items=5)
+    ranks = prediction_ranks(model, [np.array([1, 2, 3]), np.array([4, 5])], k=3)
+    assert ranks.tolist() == [2, 1, 0]  # targets 2, 3, 5: ranks 2, 1, 5 (outside the top 3)
+    assert reciprocal_ranks(ranks).tolist() == [0.5, 1.0, 0.0]
+    assert reciprocal_ranks(ranks).mean() == pytest.approx(metrics_from_ranks(ranks, 3)["mrr@3"])
+
+
+def test_paired_bootstrap_interval():
+    rng = np.random.default_rng(0)
+    b = rng.random(2000)
+    better = paired_bootstrap(b + 0.05, b)  # a constant shift: no spread at all
+    assert better["diff"] == pytest.approx(0.05) and better["lo"] == pytest.approx(0.05)
+    assert better["p_le_0"] == 0.0
+    noisy = paired_bootstrap(b + rng.normal(0.0, 0.3, 2000), b, n_boot=2000)
+    assert noisy["lo"] < 0 < noisy["hi"] and 0.05 < noisy["p_le_0"] < 0.95
+    # the interval is the spread of the mean: about 2 x 1.96 x 0.3 / sqrt(2000) wide
+    assert noisy["hi"] - noisy["lo"] == pytest.approx(2 * 1.96 * 0.3 / np.sqrt(2000), rel=0.15)
+    with pytest.raises(ValueError, match="paired values"):
+        paired_bootstrap(np.array([]), np.array([]))
