@@ -29,11 +29,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from item2vec.data import SessionData
 from item2vec.embeddings import Item2Vec, ItemEmbeddings
-from item2vec.evaluation import evaluate, make_prefixes
+from item2vec.evaluation import (
+    make_prefixes,
+    metrics_from_ranks,
+    paired_bootstrap,
+    prediction_ranks,
+    reciprocal_ranks,
+)
 from item2vec.nextitem import NextItemRecommender, make_examples
 from item2vec.recommenders import Item2VecRecommender
 from pipelines.datasets import DATASETS as ALL_DATASETS
@@ -117,22 +124,42 @@ def item2vec_vectors(name: str, data: SessionData, seed: int, cache: Path | None
     return emb, i2v_s
 
 
+#: The BiLSTM row compared (paired bootstrap) with the best baseline and with random init.
+MAIN = "bilstm (item2vec, fine-tuned)"
+BASELINE_ROWS = ("pop", "markov", "sknn", "implicit", "item2vec")
+
+
 def run_dataset(
-    name: str, only: str | None, overrides: dict[str, Any], seed: int, cache: Path | None = None
+    name: str, only: str | None, overrides: dict[str, Any], seed: int, cache: Path | None = None,
+    seeds: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
+    """One dataset's table. BiLSTM rows are means over ``seeds`` (training seeds; the
+    item2vec vectors are fitted once, with ``seed``); every row keeps its per-prediction
+    reciprocal ranks and hits (averaged over seeds) for the paired comparisons."""
+    seeds = seeds or (seed,)
     t0 = time.perf_counter()
     data = load(name)
     pre = make_prefixes(data.test)
     _progress(f"{name}: {data.n_items} items, {len(data.train)} train sessions, {len(pre)} test predictions "
               f"({time.perf_counter() - t0:.1f}s)")
     rows: dict[str, dict[str, Any]] = {}
+    per_pred: dict[str, dict[str, np.ndarray]] = {}
 
-    def record(label: str, model: Any, fit_s: float, epochs: str = "") -> None:
-        res = evaluate(model, pre, k=20)
-        res.update(fit_seconds=round(fit_s, 2), epochs=epochs)
+    def record(label: str, runs: list[tuple[Any, float, str]]) -> None:
+        """``runs``: (fitted model, fit seconds, epochs kept/run) per seed."""
+        ranks = [prediction_ranks(model, pre, k=20) for model, _, _ in runs]
+        ms = [metrics_from_ranks(r, 20) for r in ranks]
+        res: dict[str, Any] = {m: float(np.mean([x[m] for x in ms])) for m in ms[0]}
+        if len(runs) > 1:
+            res.update({f"{m}_std": float(np.std([x[m] for x in ms])) for m in ms[0]})
+            res["per_seed"] = ms
+        res.update(n_predictions=len(pre), fit_seconds=round(float(np.mean([f for _, f, _ in runs])), 2),
+                   epochs=", ".join(e for _, _, e in runs if e), seeds=len(runs))
         rows[label] = res
+        per_pred[label] = {"rr": np.mean([reciprocal_ranks(r) for r in ranks], axis=0),
+                           "hit": np.mean([(r > 0).astype(float) for r in ranks], axis=0)}
         _progress(f"{name}: {label:32s} HR@20 {res['hr@20']:.4f} MRR@20 {res['mrr@20']:.4f} "
-                  f"fit {fit_s:.1f}s {epochs}")
+                  f"fit {res['fit_seconds']:.1f}s {res['epochs']}")
 
     if only in (None, "baselines"):
         from item2vec.baselines import BASELINES
@@ -140,25 +167,31 @@ def run_dataset(
         for b in ("pop", "markov", "sknn", "implicit"):
             t = time.perf_counter()
             model = BASELINES[b]().fit(data.train, n_items=data.n_items)
-            record(b, model, time.perf_counter() - t)
+            record(b, [(model, time.perf_counter() - t, "")])
     emb, i2v_s = item2vec_vectors(name, data, seed, cache)
     if only in (None, "baselines"):
-        record("item2vec", Item2VecRecommender(embeddings=emb, vocab=data.vocab).fit(data.train, data.n_items), i2v_s)
+        model = Item2VecRecommender(embeddings=emb, vocab=data.vocab).fit(data.train, data.n_items)
+        record("item2vec", [(model, i2v_s, "")])
     if only in (None, "bilstm"):
         params = {**BILSTM, **BILSTM_PER_DATASET.get(name, {}), **overrides}
         for label, v in VARIANTS.items():
             if "variants" in overrides and label not in overrides["variants"]:
                 continue
             p = {k: val for k, val in {**params, **v}.items() if k not in ("variants", "init", "freeze")}
-            t = time.perf_counter()
-            model = NextItemRecommender(
-                embeddings=emb if v["init"] == "item2vec" else None, vocab=data.vocab,
-                init=v["init"], freeze=v.get("freeze", False), show_progress=False, random_state=seed, **p,
-            ).fit(data.train, data.n_items, valid=data.valid)
-            r = model.train_result_
-            record(label, model, time.perf_counter() - t, f"{r.best_epoch}/{r.epochs_run}")
-            rows[label]["val_mrr@20"] = r.best_metrics.get("val_mrr@20")
-            rows[label]["examples_per_second"] = round(r.examples_per_second)
+            runs, val_mrr, eps = [], [], []
+            for sd in seeds:
+                t = time.perf_counter()
+                model = NextItemRecommender(
+                    embeddings=emb if v["init"] == "item2vec" else None, vocab=data.vocab,
+                    init=v["init"], freeze=v.get("freeze", False), show_progress=False, random_state=sd, **p,
+                ).fit(data.train, data.n_items, valid=data.valid)
+                r = model.train_result_
+                runs.append((model, time.perf_counter() - t, f"{r.best_epoch}/{r.epochs_run}"))
+                val_mrr.append(r.best_metrics.get("val_mrr@20"))
+                eps.append(r.examples_per_second)
+            record(label, runs)
+            rows[label]["val_mrr@20"] = float(np.mean(val_mrr))
+            rows[label]["examples_per_second"] = round(float(np.mean(eps)))
         rows["_bilstm_params"] = params
     return {
         "dataset": name,
@@ -169,11 +202,31 @@ def run_dataset(
         "test_predictions": len(pre),
         "item2vec_seconds": round(i2v_s, 2),
         "rows": rows,
+        "comparisons": compare(rows, per_pred),
     }
+
+
+def compare(rows: dict[str, dict[str, Any]], per_pred: dict[str, dict[str, np.ndarray]]) -> list[dict[str, Any]]:
+    """Paired bootstrap of :data:`MAIN` against the best baseline (per metric) and random init."""
+    out: list[dict[str, Any]] = []
+    if MAIN not in per_pred:
+        return out
+    for metric, key in (("mrr@20", "rr"), ("hr@20", "hit")):
+        others = [b for b in BASELINE_ROWS if b in rows]
+        rivals = ([max(others, key=lambda b: rows[b][metric])] if others else []) + [
+            v for v in ("bilstm (random init)",) if v in per_pred]
+        for rival in rivals:
+            res = paired_bootstrap(per_pred[MAIN][key], per_pred[rival][key])
+            out.append({"metric": metric, "against": rival, **res})
+    return out
 
 
 def markdown(result: dict[str, Any]) -> str:
     r = result
+
+    def cell(m: dict[str, Any], key: str) -> str:
+        return f"{m[key]:.4f}" + (f" ± {m[key + '_std']:.4f}" if key + "_std" in m else "")
+
     lines = [
         f"### {r['dataset']}",
         "",
@@ -186,10 +239,18 @@ def markdown(result: dict[str, Any]) -> str:
     for label, m in r["rows"].items():
         if label.startswith("_"):
             continue
+        seeds = f" ({m['seeds']} seeds)" if m.get("seeds", 1) > 1 else ""
         lines.append(
-            f"| {label} | {m['hr@20']:.4f} | {m['mrr@20']:.4f} | {m['ndcg@20']:.4f} | "
+            f"| {label}{seeds} | {cell(m, 'hr@20')} | {cell(m, 'mrr@20')} | {cell(m, 'ndcg@20')} | "
             f"{m['fit_seconds']:.1f} | {m.get('epochs') or ''} |"
         )
+    if r.get("comparisons"):
+        lines += ["", f"Paired bootstrap over the test predictions (10,000 resamples), {MAIN} minus:", "",
+                  "| metric | against | difference | 95% interval | resamples not better |",
+                  "|---|---|---|---|---|"]
+        for c in r["comparisons"]:
+            lines.append(f"| {c['metric']} | {c['against']} | {c['diff']:+.4f} | [{c['lo']:+.4f}, {c['hi']:+.4f}] | "
+                         f"{c['p_le_0']:.3f} |")
     return "\n".join(lines)
 
 
@@ -224,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=["baselines", "bilstm"], default=None)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="BiLSTM option override (JSON values), e.g. hidden_size=64; variants=[...] picks rows")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the item2vec fit (and of the BiLSTM without --seeds)")
+    ap.add_argument("--seeds", default=None, help="comma-separated BiLSTM training seeds; rows are their means")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is steadiest on shared cores)")
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--cache", default=None, help="keep fitted item2vec vectors here and reuse them")
@@ -239,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results = []
     for name in [d.strip() for d in a.datasets.split(",") if d.strip()]:
-        res = run_dataset(name, a.only, _parse_set(a.set), a.seed, Path(a.cache) if a.cache else None)
+        seeds = tuple(int(x) for x in a.seeds.split(",")) if a.seeds else None
+        res = run_dataset(name, a.only, _parse_set(a.set), a.seed, Path(a.cache) if a.cache else None, seeds)
         results.append(res)
         print(markdown(res) + "\n", flush=True)
     if a.json:
