@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks._common import peak_rss_mb
 from item2vec.data import SessionData
 from item2vec.embeddings import Item2Vec, ItemEmbeddings
 from item2vec.evaluation import (
@@ -258,13 +258,13 @@ def throughput(threads: int, n_examples: int = 20000) -> dict[str, Any]:
     """Training examples/s and peak RSS: online-retail, default BiLSTM settings, random init."""
     data = load("online-retail")
     ex = make_examples(data.train, BILSTM["max_prefix"])
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss0 = peak_rss_mb()
     params = {**BILSTM, "epochs": 1, "max_train": n_examples, "num_threads": threads, "device": "cpu"}
     model = NextItemRecommender(init="random", vocab=data.vocab, valid_fraction=0.0, show_progress=False, **params)
     t = time.perf_counter()
     model.fit(data.train, data.n_items)
     secs = time.perf_counter() - t
-    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss1 = peak_rss_mb()
     return {
         "threads": threads,
         "config": {k: v for k, v in model.get_params().items()},
@@ -273,8 +273,8 @@ def throughput(threads: int, n_examples: int = 20000) -> dict[str, Any]:
         "all_train_examples": len(ex),
         "seconds": round(secs, 2),
         "examples_per_second": round(model.train_result_.examples_per_second),
-        "peak_rss_mib": round(rss1 / 1024),
-        "rss_before_training_mib": round(rss0 / 1024),
+        "peak_rss_mib": round(rss1),
+        "rss_before_training_mib": round(rss0),
         "torch": torch.__version__,
     }
 
