@@ -1,8 +1,9 @@
-"""Random search over BiLSTM settings on one dataset, chosen by validation MRR@20.
+"""Search over BiLSTM settings on one dataset, chosen by validation MRR@20.
 
-Each trial is a set of :class:`~item2vec.nextitem.NextItemRecommender` options drawn
-from :data:`SPACE` on top of the tables' settings (``nextitem_tables.BILSTM``); trial
-0 is those settings unchanged. Every trial is trained with item2vec init, fine-tuned
+Each trial is a set of :class:`~item2vec.nextitem.NextItemRecommender` options on
+top of the tables' settings (``nextitem_tables.BILSTM``): random draws from
+:data:`SPACE`, or (``--oat``) each single change of one option. Trial 0 is those
+settings unchanged. Every trial is trained with item2vec init, fine-tuned
 (``--variant`` picks another), once per seed, early-stopping on the **whole**
 validation split; the trial's score is its mean best validation MRR@20 over the
 seeds. Test metrics are recorded in the log for the record but play no part in
@@ -13,6 +14,8 @@ what the log already has, so a search can be stopped and resumed::
 
     nice .venv/bin/python -m benchmarks.nextitem_search --dataset diginetica --trials 24 \\
         --seeds 0,1,2 --cache runs/i2v-cache --log runs/search-diginetica.jsonl
+    nice .venv/bin/python -m benchmarks.nextitem_search --dataset movielens --oat \\
+        --seeds 0,1 --cache runs/i2v-cache --log runs/search-movielens.jsonl
 """
 
 from __future__ import annotations
@@ -74,6 +77,11 @@ def trials(n: int, seed: int, space: dict[str, list[Any]] | None = None) -> list
     return out
 
 
+def one_at_a_time(base: dict[str, Any], space: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """The base settings (the empty set) and then each single change of one option."""
+    return [{}] + [{k: v} for k, vals in space.items() for v in vals if v != base.get(k)]
+
+
 def trial_id(options: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -109,7 +117,9 @@ def summarise(log: Path, variant: str) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", required=True)
-    ap.add_argument("--trials", type=int, default=16)
+    ap.add_argument("--trials", type=int, default=16, help="random trials (ignored with --oat)")
+    ap.add_argument("--oat", action="store_true",
+                    help="one option at a time: the base settings, then each single change from SPACE")
     ap.add_argument("--seeds", default="0", help="comma-separated training seeds per trial")
     ap.add_argument("--search-seed", type=int, default=0, help="seed of the random draws")
     ap.add_argument("--variant", default="bilstm (item2vec, fine-tuned)", choices=list(VARIANTS))
@@ -130,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     base = {**BILSTM, **BILSTM_PER_DATASET.get(a.dataset, {}), **SEARCH_BASE, **_parse_set(a.set)}
     variant = VARIANTS[a.variant]
     space = {**SPACE, **_parse_set(a.space)}
-    all_trials = trials(a.trials, a.search_seed, space)
+    effective = NextItemRecommender(**base).get_params()  # the base with every default filled in
+    all_trials = one_at_a_time(effective, space) if a.oat else trials(a.trials, a.search_seed, space)
     pick = range(len(all_trials)) if a.only_trials is None else [int(x) for x in a.only_trials.split(",")]
     done = _done(a.log)
     a.log.parent.mkdir(parents=True, exist_ok=True)
