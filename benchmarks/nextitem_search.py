@@ -143,13 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     effective = NextItemRecommender(**base).get_params()  # the base with every default filled in
     all_trials = one_at_a_time(effective, space) if a.oat else trials(a.trials, a.search_seed, space)
     pick = range(len(all_trials)) if a.only_trials is None else [int(x) for x in a.only_trials.split(",")]
-    done = _done(a.log)
     a.log.parent.mkdir(parents=True, exist_ok=True)
     for i in pick:
         options = all_trials[i]
         tid = trial_id(options)
         for seed in seeds:
-            if (a.variant, tid, seed) in done:
+            if (a.variant, tid, seed) in _done(a.log):  # re-read: another process may share the log
                 continue
             params = {k: v for k, v in {**base, **options}.items()}
             extra = {k: v for k, v in variant.items() if k not in ("init", "freeze")}
