@@ -1,7 +1,8 @@
 """Search over BiLSTM settings on one dataset, chosen by validation MRR@20.
 
 Each trial is a set of :class:`~item2vec.nextitem.NextItemRecommender` options on
-top of the tables' settings (``nextitem_tables.BILSTM``): random draws from
+top of the tables' base settings (``nextitem_tables.BILSTM`` and the dataset's epoch
+cap, ``BUDGET``): random draws from
 :data:`SPACE`, or (``--oat``) each single change of one option. Trial 0 is those
 settings unchanged. Every trial is trained with item2vec init, fine-tuned
 (``--variant`` picks another), once per seed, early-stopping on the **whole**
@@ -33,7 +34,7 @@ import torch
 
 from benchmarks.nextitem_tables import (
     BILSTM,
-    BILSTM_PER_DATASET,
+    BUDGET,
     VARIANTS,
     _parse_set,
     _progress,
@@ -56,10 +57,6 @@ SPACE: dict[str, list[Any]] = {
     "batch_size": [128, 256, 512],
     "max_prefix": [5, 10, 20],
 }
-
-#: Search-wide settings: every epoch may count (patience 3 lets a halved rate be tried),
-#: validation is the whole split (no sampling), and no training prefix is dropped.
-SEARCH_BASE: dict[str, Any] = {"patience": 3, "max_valid": None, "max_train": None, "epochs": 30}
 
 
 def trials(n: int, seed: int, space: dict[str, list[Any]] | None = None) -> list[dict[str, Any]]:
@@ -137,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     data = load(a.dataset)
     pre = make_prefixes(data.test)
     emb, _ = item2vec_vectors(a.dataset, data, 0, Path(a.cache) if a.cache else None)
-    base = {**BILSTM, **BILSTM_PER_DATASET.get(a.dataset, {}), **SEARCH_BASE, **_parse_set(a.set)}
+    base = {**BILSTM, **BUDGET.get(a.dataset, {}), **_parse_set(a.set)}
     variant = VARIANTS[a.variant]
     space = {**SPACE, **_parse_set(a.space)}
     effective = NextItemRecommender(**base).get_params()  # the base with every default filled in
