@@ -275,6 +275,26 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def merge(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Results of several runs (their ``--json`` lists) as one result per dataset.
+
+    Rows are taken in run order (the first run that has a row gives it); the
+    dataset facts and the paired comparisons come from the first run that has any.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for results in runs:
+        for r in results:
+            cur = out.setdefault(r["dataset"], {**r, "rows": {}, "comparisons": []})
+            for label, row in r["rows"].items():
+                cur["rows"].setdefault(label, row)
+            if not cur["comparisons"]:
+                cur["comparisons"] = r.get("comparisons") or []
+    order = ("pop", "markov", "sknn", "implicit", "item2vec", *VARIANTS, RANDOM_OWN)
+    for r in out.values():
+        r["rows"] = {k: r["rows"][k] for k in sorted(r["rows"], key=lambda k: order.index(k) if k in order else 99)}
+    return list(out.values())
+
+
 def throughput(threads: int, n_examples: int = 20000) -> dict[str, Any]:
     """Training examples/s and peak RSS: online-retail, default BiLSTM settings, random init."""
     data = load("online-retail")
@@ -312,7 +332,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--cache", default=None, help="keep fitted item2vec vectors here and reuse them")
     ap.add_argument("--throughput", action="store_true", help="measure training throughput and peak memory only")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="print one table per dataset from --json files of runs that split the rows")
     a = ap.parse_args(argv)
+    if a.merge:
+        for res in merge([json.loads(Path(f).read_text()) for f in a.merge]):
+            print(markdown(res) + "\n")
+        return 0
     torch.set_num_threads(a.threads)
     if not ROOT.is_dir():
         print(f"no shared datasets at {ROOT}", file=sys.stderr)
