@@ -35,6 +35,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--embedding-dim", type=int, help="random init: table width; item2vec init: projection width")
     g.add_argument("--pooling", choices=["last", "mean", "attention"])
     g.add_argument("--untied", action="store_true", help="a separate output item table")
+    g.add_argument("--residual-last", action="store_true",
+                   help="add the last item's vector to the session vector (chosen on MovieLens and Online Retail)")
     g.add_argument("--dropout", type=float)
     g.add_argument("--max-prefix", type=int, help="read only the last N items of a prefix")
     g.add_argument("--loss", choices=["full", "sampled"], help="full softmax, or in-batch negatives for huge catalogues")
@@ -46,6 +48,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=float)
     t.add_argument("--clip-norm", type=float)
     t.add_argument("--patience", type=int)
+    t.add_argument("--lr-decay", type=float, help="multiply the learning rate by this after an epoch without progress")
     t.add_argument("--max-train", type=int, help="sample this many training prefixes")
     t.add_argument("--max-valid", type=int, help="sample this many validation prefixes")
     t.add_argument("--seed", type=int, dest="random_state")
@@ -57,7 +60,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 _PARAMS = (
     "hidden_size", "num_layers", "embedding_dim", "pooling", "dropout", "max_prefix", "loss", "n_negatives",
-    "epochs", "batch_size", "lr", "weight_decay", "clip_norm", "patience", "max_train", "max_valid",
+    "epochs", "batch_size", "lr", "weight_decay", "clip_norm", "patience", "lr_decay", "max_train", "max_valid",
     "random_state", "device",
 )
 
@@ -74,6 +77,8 @@ def _cmd_train_next(a: argparse.Namespace) -> int:
     params: dict[str, Any] = {k: getattr(a, k) for k in _PARAMS if getattr(a, k, None) is not None}
     if a.untied:
         params["tied"] = False
+    if a.residual_last:
+        params["residual_last"] = True
     data = SessionData.load(a.data)
     emb = None
     if a.init == "item2vec":

@@ -198,10 +198,10 @@ class TrainConfig(DictConfig):
 
     epochs: int = 20
     batch_size: int = 256
-    lr: float = 2e-3
+    lr: float = 3e-3
     weight_decay: float = 0.0
     clip_norm: float = 5.0
-    patience: int = 2
+    patience: int = 3
     min_delta: float = 0.0
     lr_decay: float = 1.0
     k: int = 20
@@ -258,7 +258,7 @@ class Trainer:
         model: nn.Module,
         train: Sequence[np.ndarray] | Examples,
         valid: Sequence[np.ndarray] | Examples | None = None,
-        max_prefix: int = 20,
+        max_prefix: int = 10,
         callback: EpochCallback | None = None,
     ) -> TrainResult:
         """Train ``model`` in place; with ``valid``, keep the weights of the best epoch.

@@ -43,6 +43,10 @@ def test_train_next_random_and_default_item2vec(prepared, tmp_path, capsys):
                  "--out", str(tmp_path / "r"), "--hidden-size", "8", "--epochs", "1"]) == 0
     assert "kept epoch 1 of 1" in capsys.readouterr().out
     assert not load_next_model(tmp_path / "r").config_.tied
+    assert main(["train-next", "--data", str(prepared), "--init", "random", "--residual-last", "--lr-decay", "0.5",
+                 "--out", str(tmp_path / "r2"), "--hidden-size", "8", "--epochs", "1", "--quiet"]) == 0
+    back = load_next_model(tmp_path / "r2")
+    assert back.config_.residual_last and back.get_params()["lr_decay"] == 0.5
     # no --embeddings: item2vec is fitted on the training split with its defaults first
     assert main(["train-next", "--data", str(prepared), "--out", str(tmp_path / "d"), *TINY]) == 0
     m = load_next_model(tmp_path / "d")
