@@ -90,12 +90,12 @@ def _done(log: Path) -> set[tuple[str, str, int]]:
     return {(r["variant"], r["trial"], r["seed"]) for r in rows}
 
 
-def summarise(log: Path, variant: str) -> list[dict[str, Any]]:
-    """Trials of ``variant`` in ``log``, best mean validation MRR@20 first."""
+def summarise(log: Path, variant: str, only: set[str] | None = None) -> list[dict[str, Any]]:
+    """Trials of ``variant`` in ``log`` (those in ``only``, when given), best mean validation MRR@20 first."""
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     by: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        if r["variant"] == variant:
+        if r["variant"] == variant and (only is None or r["trial"] in only):
             by.setdefault(r["trial"], []).append(r)
     out = []
     for tid, rs in by.items():
@@ -125,15 +125,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--space", action="append", default=[], metavar="KEY=[VALUES]",
                     help="replace one option's values in SPACE (JSON list), e.g. hidden_size=[64,128]")
     ap.add_argument("--only-trials", default=None, help="comma-separated trial numbers to run (default all)")
+    ap.add_argument("--summary", action="store_true", help="print the table of these trials from the log; train nothing")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default=None, help="item2vec vectors cache directory")
     ap.add_argument("--log", required=True, type=Path)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     seeds = [int(s) for s in a.seeds.split(",")]
-    data = load(a.dataset)
-    pre = make_prefixes(data.test)
-    emb, _ = item2vec_vectors(a.dataset, data, 0, Path(a.cache) if a.cache else None)
+    if not a.summary:
+        data = load(a.dataset)
+        pre = make_prefixes(data.test)
+        emb, _ = item2vec_vectors(a.dataset, data, 0, Path(a.cache) if a.cache else None)
     base = {**BILSTM, **BUDGET.get(a.dataset, {}), **_parse_set(a.set)}
     variant = VARIANTS[a.variant]
     space = {**SPACE, **_parse_set(a.space)}
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     all_trials = one_at_a_time(effective, space) if a.oat else trials(a.trials, a.search_seed, space)
     pick = range(len(all_trials)) if a.only_trials is None else [int(x) for x in a.only_trials.split(",")]
     a.log.parent.mkdir(parents=True, exist_ok=True)
-    for i in pick:
+    for i in ([] if a.summary else pick):
         options = all_trials[i]
         tid = trial_id(options)
         for seed in seeds:
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                 fh.write(json.dumps(row) + "\n")
             _progress(f"{a.dataset} trial {i} ({tid}) seed {seed}: val MRR@20 {row['val_mrr@20']:.4f} "
                       f"HR@20 {row['val_hr@20']:.4f} epochs {row['epochs']} {secs:.0f}s {options}")
-    ranked = summarise(a.log, a.variant)
+    ranked = summarise(a.log, a.variant, {trial_id(all_trials[i]) for i in pick})
     print(f"### {a.dataset}: {a.variant}, {len(ranked)} trials, by mean validation MRR@20\n")
     print("| # | val MRR@20 (± std) | val HR@20 | seeds | epochs | s | options |")
     print("|---|---|---|---|---|---|---|")
