@@ -90,12 +90,17 @@ def _done(log: Path) -> set[tuple[str, str, int]]:
     return {(r["variant"], r["trial"], r["seed"]) for r in rows}
 
 
-def summarise(log: Path, variant: str, only: set[str] | None = None) -> list[dict[str, Any]]:
-    """Trials of ``variant`` in ``log`` (those in ``only``, when given), best mean validation MRR@20 first."""
+def summarise(
+    log: Path, variant: str, only: set[str] | None = None, seeds: set[int] | None = None
+) -> list[dict[str, Any]]:
+    """Trials of ``variant`` in ``log``, best mean validation MRR@20 first.
+
+    Only the trials in ``only`` and the runs of ``seeds`` count, when given (a log can
+    hold several searches that share trials)."""
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     by: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        if r["variant"] == variant and (only is None or r["trial"] in only):
+        if r["variant"] == variant and (only is None or r["trial"] in only) and (seeds is None or r["seed"] in seeds):
             by.setdefault(r["trial"], []).append(r)
     out = []
     for tid, rs in by.items():
@@ -171,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                 fh.write(json.dumps(row) + "\n")
             _progress(f"{a.dataset} trial {i} ({tid}) seed {seed}: val MRR@20 {row['val_mrr@20']:.4f} "
                       f"HR@20 {row['val_hr@20']:.4f} epochs {row['epochs']} {secs:.0f}s {options}")
-    ranked = summarise(a.log, a.variant, {trial_id(all_trials[i]) for i in pick})
+    ranked = summarise(a.log, a.variant, {trial_id(all_trials[i]) for i in pick}, set(seeds))
     print(f"### {a.dataset}: {a.variant}, {len(ranked)} trials, by mean validation MRR@20\n")
     print("| # | val MRR@20 (± std) | val HR@20 | seeds | epochs | s | options |")
     print("|---|---|---|---|---|---|---|")
