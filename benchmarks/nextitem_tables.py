@@ -236,14 +236,14 @@ def run_dataset(
 
 
 def compare(rows: dict[str, dict[str, Any]], per_pred: dict[str, dict[str, np.ndarray]]) -> list[dict[str, Any]]:
-    """Paired bootstrap of :data:`MAIN` against the best baseline (per metric) and random init."""
+    """Paired bootstrap of :data:`MAIN` against the best baseline (per metric) and the random-init rows."""
     out: list[dict[str, Any]] = []
     if MAIN not in per_pred:
         return out
     for metric, key in (("mrr@20", "rr"), ("hr@20", "hit")):
         others = [b for b in BASELINE_ROWS if b in rows]
         rivals = ([max(others, key=lambda b: rows[b][metric])] if others else []) + [
-            v for v in ("bilstm (random init)",) if v in per_pred]
+            v for v in ("bilstm (random init)", RANDOM_OWN) if v in per_pred]
         for rival in rivals:
             res = paired_bootstrap(per_pred[MAIN][key], per_pred[rival][key])
             out.append({"metric": metric, "against": rival, **res})
