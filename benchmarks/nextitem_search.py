@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     if not a.summary:
         data = load(a.dataset)
         pre = make_prefixes(data.test)
-        emb, _ = item2vec_vectors(a.dataset, data, 0, Path(a.cache) if a.cache else None)
+        emb, _ = item2vec_vectors(a.dataset, data, 0, Path(a.cache) if a.cache else None, init=True)
     base = {**BILSTM, **BUDGET.get(a.dataset, {}), **_parse_set(a.set)}
     variant = VARIANTS[a.variant]
     space = {**SPACE, **_parse_set(a.space)}
