@@ -257,6 +257,8 @@ def run_dataset(
         "item2vec_seconds": round(i2v_s, 2),
         "rows": rows,
         "comparisons": compare(rows, per_pred),
+        # per test prediction (seed-averaged), so that --merge can compare rows of separate runs
+        "per_prediction": {label: {k: np.round(v, 6).tolist() for k, v in pp.items()} for label, pp in per_pred.items()},
     }
 
 
@@ -311,20 +313,31 @@ def markdown(result: dict[str, Any]) -> str:
 def merge(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """Results of several runs (their ``--json`` lists) as one result per dataset.
 
-    Rows are taken in run order (the first run that has a row gives it); the
-    dataset facts and the paired comparisons come from the first run that has any.
+    Rows are taken in run order (the first run that has a row gives it), with their
+    per-prediction results where the runs kept them; the paired comparisons are
+    recomputed over the merged rows when those are there for :data:`MAIN`, else taken
+    from the first run that has any. The runs must share the test predictions.
     """
     out: dict[str, dict[str, Any]] = {}
     for results in runs:
         for r in results:
-            cur = out.setdefault(r["dataset"], {**r, "rows": {}, "comparisons": []})
+            cur = out.setdefault(r["dataset"], {**r, "rows": {}, "comparisons": [], "per_prediction": {}})
+            if r["test_predictions"] != cur["test_predictions"]:
+                raise ValueError(f"{r['dataset']}: runs with {cur['test_predictions']} and "
+                                 f"{r['test_predictions']} test predictions cannot be merged")
             for label, row in r["rows"].items():
-                cur["rows"].setdefault(label, row)
+                if label not in cur["rows"]:
+                    cur["rows"][label] = row
+                    if label in (r.get("per_prediction") or {}):
+                        cur["per_prediction"][label] = r["per_prediction"][label]
             if not cur["comparisons"]:
                 cur["comparisons"] = r.get("comparisons") or []
     order = ("pop", "markov", "sknn", "implicit", "item2vec", *VARIANTS, RANDOM_OWN)
     for r in out.values():
         r["rows"] = {k: r["rows"][k] for k in sorted(r["rows"], key=lambda k: order.index(k) if k in order else 99)}
+        pp = {label: {k: np.asarray(v) for k, v in d.items()} for label, d in r["per_prediction"].items()}
+        if MAIN in pp and len(pp) > 1:
+            r["comparisons"] = compare({k: v for k, v in r["rows"].items() if k in pp}, pp)
     return list(out.values())
 
 
