@@ -216,28 +216,26 @@ def run_dataset(
             t = time.perf_counter()
             model = BASELINES[b]().fit(data.train, n_items=data.n_items)
             record(b, [(model, time.perf_counter() - t, "")])
-    emb, i2v_s = item2vec_vectors(name, data, seed, cache)
+    i2v_s = None
     if only in (None, "baselines"):
+        emb, i2v_s = item2vec_vectors(name, data, seed, cache)
         model = Item2VecRecommender(embeddings=emb, vocab=data.vocab).fit(data.train, data.n_items)
         record("item2vec", [(model, i2v_s, "")])
     if only in (None, "bilstm"):
-        if name in INIT_ITEM2VEC:
+        if i2v_s is None or name in INIT_ITEM2VEC:  # not fitted yet, or other settings for the init
             emb, _ = item2vec_vectors(name, data, seed, cache, init=True)
         params = {**BILSTM, **BUDGET.get(name, {}), **CHOSEN.get(name, {}), **overrides}
+        base = {**NextItemRecommender().get_params(), **BILSTM}  # every default filled in
         variants = dict(VARIANTS)
         if name in RANDOM_CHOSEN:  # its own settings instead of the item2vec init's
-            base = NextItemRecommender(**BILSTM).get_params()  # every default filled in
             variants[RANDOM_OWN] = {"init": "random", **{k: base[k] for k in CHOSEN.get(name, {})},
                                     **RANDOM_CHOSEN[name]}
+        if emb.dim != params.get("embedding_dim", base["embedding_dim"]):
+            variants[RANDOM_WIDE] = {"init": "random", "embedding_dim": emb.dim}
         settings = {label: {k: val for k, val in {**params, **v}.items() if k not in ("variants", "init", "freeze")}
                     for label, v in variants.items()}
         if RANDOM_OWN in settings and settings[RANDOM_OWN] == settings["bilstm (random init)"]:
             del variants[RANDOM_OWN]  # the same settings: the random-init row is its own choice already
-        default_dim = NextItemRecommender().get_params()["embedding_dim"]
-        random_dim = settings["bilstm (random init)"].get("embedding_dim", default_dim)
-        if emb.dim != random_dim:
-            variants[RANDOM_WIDE] = {"init": "random"}
-            settings[RANDOM_WIDE] = {**settings["bilstm (random init)"], "embedding_dim": emb.dim}
         for label, v in variants.items():
             if "variants" in overrides and label not in overrides["variants"]:
                 continue
@@ -264,7 +262,7 @@ def run_dataset(
         "train_examples": sum(len(s) - 1 for s in data.train),
         "valid_predictions": sum(len(s) - 1 for s in data.valid),
         "test_predictions": len(pre),
-        "item2vec_seconds": round(i2v_s, 2),
+        "item2vec_seconds": None if i2v_s is None else round(i2v_s, 2),
         "rows": rows,
         "comparisons": compare(rows, per_pred),
         # per test prediction (seed-averaged), so that --merge can compare rows of separate runs
