@@ -354,11 +354,12 @@ MIN_TRAIN_SHARE = 0.5
 def auto_split(span_days: float) -> dict[str, Any]:
     """The split :func:`prepare` uses when no split option is given.
 
-    Test and validation each cover a seventh of the log's span, at most 7 days:
-    whole days for a span of a week or more, whole hours below (a 3-day log gets
-    10 hours each, a 2-week log 2 days each, a year 7 days each). A log shorter
-    than 7 hours is split by session counts instead: the latest 1/7 of the
-    sessions test, the 1/7 before them validation.
+    Test and validation each cover a seventh of the log's span (rounded to the
+    nearest hour), in whole days (rounded down) from one day up, at most 7 days,
+    and in hours below: a 3-day log gets 10 hours each, a 1-week log 1 day, a
+    2-week log 2 days, a year 7 days. A log shorter than 3.5 hours is split by
+    session counts instead: the latest 1/7 of the sessions test, the 1/7 before
+    them validation.
 
     Parameters
     ----------
@@ -371,11 +372,11 @@ def auto_split(span_days: float) -> dict[str, Any]:
         ``{"by": "days", "test_days": d, "valid_days": d}`` or
         ``{"by": "fraction", "test_fraction": f, "valid_fraction": f}``.
     """
-    seventh = span_days / 7
-    if seventh >= 1:
-        d = float(min(7, int(seventh)))
-    elif seventh * 24 >= 1:
-        d = int(seventh * 24) / 24
+    hours = round(span_days * 24 / 7)
+    if hours >= 24:
+        d = float(min(7, hours // 24))
+    elif hours >= 1:
+        d = hours / 24
     else:
         f = round(1 / 7, 4)
         return {"by": "fraction", "test_fraction": f, "valid_fraction": f}
