@@ -51,19 +51,16 @@ def user_frame(events: pl.DataFrame) -> pl.DataFrame:
 # frames
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["polars", "pandas"])
-def test_prepare_takes_a_frame_with_its_own_column_names(week, kind):
+def test_prepare_takes_a_frame_with_its_own_column_names(week, kind, tmp_path):
     frame = user_frame(week)
+    f = tmp_path / "log.csv"
+    frame.write_csv(f)
+    want = prepare(read_events(f, item_col="product", session_col="visit", time_col="ts_ms", time_unit="ms"))
     if kind == "pandas":
         frame = frame.to_pandas()
     got = prepare(frame, item_col="product", session_col="visit", time_col="ts_ms")
-    want = prepare(read_events_like(user_frame(week)))
     same_data(got, want)
     assert got.vocab.ids.dtype.kind == "i"  # integer ids stay integers
-
-
-def read_events_like(frame: pl.DataFrame) -> pl.DataFrame:
-    """The same table through the file reader's normalisation (epoch ms given explicitly)."""
-    return normalize_frame(frame, item_col="product", session_col="visit", time_col="ts_ms", time_unit="ms")
 
 
 def test_prepare_takes_a_pandas_frame_with_the_usual_names(week):
@@ -109,10 +106,11 @@ def _forms(ts: pl.Series) -> dict[str, pl.Series]:
 
 
 @pytest.mark.parametrize("form", list(_forms(pl.Series([dt.datetime(2024, 1, 1)])).keys()))
-def test_every_way_of_writing_a_time_gives_the_same_instant(week, form):
+def test_every_way_of_writing_a_time_gives_the_same_instant(week, form, tmp_path):
     ts = week["timestamp"].head(300)
-    frame = week.head(300).with_columns(_forms(ts)[form].alias("t")).drop("timestamp")
-    got = normalize_frame(frame, time_col="t")["timestamp"]
+    f = tmp_path / "log.parquet"
+    week.head(300).with_columns(_forms(ts)[form].alias("t")).drop("timestamp").write_parquet(f)
+    got = read_events(f, "parquet", time_col="t")["timestamp"]
     if form == "epoch_s":  # float seconds: exact to the microsecond after rounding
         assert (got - ts).abs().max() <= dt.timedelta(microseconds=1)
     elif form == "epoch_ms":  # whole milliseconds
@@ -139,6 +137,8 @@ def test_time_unit_overrides_the_magnitude_rule():
     frame = pl.DataFrame({"session_id": [1, 1], "item_id": ["a", "b"], "t": [1_000, 2_000]})
     assert normalize_frame(frame, time_col="t")["timestamp"][0] == dt.datetime(1970, 1, 1, 0, 16, 40)
     assert normalize_frame(frame, time_col="t", time_unit="ms")["timestamp"][0] == dt.datetime(1970, 1, 1, 0, 0, 1)
+    ms = frame.with_columns(pl.col("t") + 1_700_000_000_000)  # epoch milliseconds read as seconds on request
+    assert normalize_frame(ms, time_col="t", time_unit="s")["timestamp"].dt.epoch("s")[0] == ms["t"][0]
 
 
 def test_epoch_milliseconds_in_a_csv_are_read_as_milliseconds(tmp_path, week):
@@ -223,7 +223,7 @@ def test_times_in_the_future_warn_and_are_kept(week):
 def test_a_clean_log_gives_no_timestamp_warning(week):
     with warnings.catch_warnings():
         warnings.simplefilter("error", TimestampWarning)
-        prepare(week)
+        prepare(week, PrepareConfig(test_days=1, valid_days=1))
 
 
 def test_the_cli_prints_a_timestamp_warning_on_one_line(tmp_path, week, capsys):
