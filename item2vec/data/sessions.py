@@ -317,6 +317,9 @@ def temporal_split(
 #: 98 % of event times (1st to 99th percentile), and at least this many days,
 #: before the 1st or after the 99th percentile.
 OUTLIER_MIN_DAYS = 1.0
+#: Logs with fewer events are not checked for far-off times (their percentiles are
+#: their second and second-to-last events).
+OUTLIER_MIN_EVENTS = 20
 
 
 def time_outliers(timestamps: pl.Series, now: dt.datetime | None = None) -> tuple[pl.Series, pl.Series]:
@@ -325,8 +328,9 @@ def time_outliers(timestamps: pl.Series, now: dt.datetime | None = None) -> tupl
     Far from the rest: more than ``max(p99 - p1, OUTLIER_MIN_DAYS days)`` before
     the 1st percentile ``p1`` or after the 99th percentile ``p99`` of the event
     times (``p1`` rounded up and ``p99`` down to an event, so that one stray event
-    in a small log does not move them). In the future: after ``now`` (default: the
-    current UTC time; timestamps are naive UTC).
+    in a small log does not move them). Logs of fewer than ``OUTLIER_MIN_EVENTS``
+    events have none. In the future: after ``now`` (default: the current UTC time;
+    timestamps are naive UTC).
 
     Returns
     -------
@@ -335,12 +339,12 @@ def time_outliers(timestamps: pl.Series, now: dt.datetime | None = None) -> tupl
     t = timestamps.dt.epoch("us")
     p1 = t.quantile(0.01, interpolation="higher")
     p99 = t.quantile(0.99, interpolation="lower")
-    if p1 is None or p99 is None:
-        return pl.Series([False] * len(t)), pl.Series([False] * len(t))
-    reach = max(float(p99) - float(p1), OUTLIER_MIN_DAYS * 86400e6)
-    far = (t < float(p1) - reach) | (t > float(p99) + reach)
     now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
     future = timestamps > now
+    if p1 is None or p99 is None or len(t) < OUTLIER_MIN_EVENTS:
+        return pl.Series([False] * len(t)), future
+    reach = max(float(p99) - float(p1), OUTLIER_MIN_DAYS * 86400e6)
+    far = (t < float(p1) - reach) | (t > float(p99) + reach)
     return far, future
 
 

@@ -233,3 +233,10 @@ def test_the_cli_prints_a_timestamp_warning_on_one_line(tmp_path, week, capsys):
     err = capsys.readouterr().err.splitlines()
     lines = [line for line in err if "far from the rest" in line]
     assert len(lines) == 1 and lines[0].startswith("item2vec: warning: prepare: dropped 1 of")
+
+
+def test_a_log_too_small_for_percentiles_is_not_checked_for_far_off_times():
+    t0 = dt.datetime(2024, 1, 1)
+    ts = pl.Series([t0, t0 + dt.timedelta(days=2), t0 + dt.timedelta(days=2, hours=1)], dtype=pl.Datetime("us"))
+    far, _ = time_outliers(ts, now=dt.datetime(2100, 1, 1))
+    assert not far.any()
