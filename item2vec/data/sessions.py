@@ -682,8 +682,9 @@ def prepare(
     if train_items.height == 0:
         raise EmptySplitError(
             f"prepare: the training split is empty: every session ends in the held-out part "
-            f"({describe_split(split)}) of a log that spans {span_days:.2f} days; lower "
-            + (" / ".join(split_opts) if not split["auto"] else "test_fraction / valid_fraction"),
+            f"({describe_split(split)}) of a log that spans {span_days:.2f} days; "
+            + ("lower " + " / ".join(split_opts) if not split["auto"]
+               else "pass smaller test_days / valid_days, or test_fraction / valid_fraction"),
             options=("test_days", "valid_days", "test_fraction", "valid_fraction"),
         )
     # vocabulary: training items, most frequent first (ties by first appearance)
