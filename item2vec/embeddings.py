@@ -405,10 +405,12 @@ class _Tokens:
 def _as_list(s: Any) -> list[Any]:
     if isinstance(s, np.ndarray):
         return s.tolist()
+    if _is_frame(s) and type(s).__name__ == "Series":  # pandas and polars both have to_list
+        return s.to_list()
     if isinstance(s, (str, bytes)) or not hasattr(s, "__iter__") or _is_frame(s):
+        tail = "; a string is not a session of its characters" if isinstance(s, (str, bytes)) else ""
         raise TypeError(
-            f"each session must be a list or array of item ids, got a {type(s).__name__} "
-            f"({s!r:.60}); a string is not a session of its characters"
+            f"each session must be a list or array of item ids, got a {type(s).__name__} ({s!r:.60}){tail}"
         )
     return list(s)
 

@@ -173,6 +173,14 @@ def test_fit_takes_a_series_of_lists_from_a_pandas_groupby():
     assert sorted(emb.ids.tolist()) == [10, 11, 12]
 
 
+def test_fit_takes_a_polars_series_of_lists():
+    import polars as pl
+
+    sessions = pl.Series([[10, 11, 12], [11, 12], [10, 12]] * 10)
+    emb = Item2Vec(vector_size=4, epochs=1, show_progress=False).fit(sessions).embeddings_
+    assert sorted(emb.ids.tolist()) == [10, 11, 12]
+
+
 @pytest.mark.parametrize("params, option", [
     ({"window": 0}, "window"),
     ({"window": -2}, "window"),
