@@ -31,6 +31,7 @@ from item2vec.exceptions import (
     EmptyDataError,
     FormatVersionError,
     NotFittedError,
+    OptionError,
 )
 from item2vec.index import ExactIndex, HNSWIndex, IndexKind, build_index, load_index, resolve_kind
 
@@ -353,6 +354,40 @@ class Item2VecConfig(DictConfig):
     workers: int = 1
     random_state: int = 0
 
+    def __post_init__(self) -> None:
+        """Refuse values that cannot train (they used to save the random initial vectors)."""
+        ints = {"vector_size": 1, "negative": 1, "epochs": 1, "min_count": 1, "workers": 1, "random_state": 0}
+        for name, low in ints.items():
+            _check_option(name, getattr(self, name), int, low)
+        if self.window is not None:
+            _check_option("window", self.window, int, 1, hint="; None (CLI: --window 0) means the whole session")
+        _check_option("alpha", self.alpha, float, 0.0, low_open=True)
+        _check_option("min_alpha", self.min_alpha, float, 0.0)
+        if self.min_alpha > self.alpha:
+            raise OptionError(
+                f"Item2Vec: min_alpha must be <= alpha (the learning rate decays from alpha to min_alpha), "
+                f"got min_alpha={self.min_alpha} and alpha={self.alpha}", options=("min_alpha", "alpha"),
+            )
+        _check_option("sample", self.sample, float, 0.0)
+        _check_option("ns_exponent", self.ns_exponent, float, None)
+        if not isinstance(self.shrink_windows, (bool, np.bool_)):
+            raise OptionError(f"Item2Vec: shrink_windows must be True or False, got {self.shrink_windows!r}",
+                              options=("shrink_windows",))
+
+
+def _check_option(
+    name: str, v: Any, kind: type, low: float | None, low_open: bool = False, hint: str = ""
+) -> None:
+    """Type and lower bound of one hyperparameter; :class:`OptionError` naming it otherwise."""
+    types: tuple[type, ...] = (int, np.integer) if kind is int else (int, float, np.integer, np.floating)
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, types):
+        what = "an integer" if kind is int else "a number"
+        raise OptionError(f"Item2Vec: {name} must be {what}, got {v!r} ({type(v).__name__}){hint}", options=(name,))
+    if not np.isfinite(v) or (low is not None and (v < low or (low_open and v == low))):
+        bound = "" if low is None else (f" > {low:g}" if low_open else f" >= {low:g}")
+        what = "an integer" if kind is int else "a finite number"
+        raise OptionError(f"Item2Vec: {name} must be {what}{bound}, got {v!r}{hint}", options=(name,))
+
 
 
 class _Tokens:
@@ -368,7 +403,39 @@ class _Tokens:
 
 
 def _as_list(s: Any) -> list[Any]:
-    return s.tolist() if isinstance(s, np.ndarray) else list(s)
+    if isinstance(s, np.ndarray):
+        return s.tolist()
+    if _is_frame(s) and type(s).__name__ == "Series":  # pandas and polars both have to_list
+        return s.to_list()
+    if isinstance(s, (str, bytes)) or not hasattr(s, "__iter__") or _is_frame(s):
+        tail = "; a string is not a session of its characters" if isinstance(s, (str, bytes)) else ""
+        raise TypeError(
+            f"each session must be a list or array of item ids, got a {type(s).__name__} ({s!r:.60}){tail}"
+        )
+    return list(s)
+
+
+def _is_frame(x: Any) -> bool:
+    """A pandas or polars DataFrame / Series (checked by module, without importing pandas)."""
+    mod = type(x).__module__
+    return (mod.startswith("pandas") or mod.startswith("polars")) and type(x).__name__ in (
+        "DataFrame", "Series", "LazyFrame"
+    )
+
+
+def _check_sessions_type(sessions: Any) -> None:
+    if _is_frame(sessions) and type(sessions).__name__ != "Series":  # a Series of lists is fine
+        kind = f"a {type(sessions).__module__.split('.')[0]} {type(sessions).__name__}"
+        raise TypeError(
+            f"Item2Vec.fit expects sessions as a list of lists of item ids, got {kind}. For an event "
+            "frame (one row per event) run item2vec.prepare(frame, item_col=..., session_col=..., "
+            "time_col=...) and fit on data.decode(data.train); or group it yourself, e.g. "
+            "df.groupby('session_id')['item_id'].agg(list).tolist() in pandas"
+        )
+    if isinstance(sessions, (str, bytes, dict)) or not hasattr(sessions, "__iter__"):
+        raise TypeError(
+            f"Item2Vec.fit expects sessions as a list of lists of item ids, got {type(sessions).__name__}"
+        )
 
 
 def _add(tok: dict[Any, str], x: Any) -> str:
@@ -441,10 +508,13 @@ class Item2Vec:
         Raises
         ------
         TypeError
-            For a one-shot iterator/generator.
+            For a one-shot iterator/generator, a DataFrame or Series (pass lists of
+            ids: ``prepare(frame)`` then ``data.decode(data.train)``), a string, or
+            a session that is a string or not a sequence.
         EmptyDataError
             If no session has two or more items.
         """
+        _check_sessions_type(sessions)
         if iter(sessions) is sessions:
             raise TypeError(
                 "sessions is a one-shot iterator or generator, but Item2Vec reads the sessions "
@@ -452,11 +522,6 @@ class Item2Vec:
                 "(list(sessions)) or an object whose __iter__ starts over on every call."
             )
         cfg = self.config
-        if cfg.vector_size <= 0 or cfg.epochs <= 0 or cfg.negative < 0:
-            raise ValueError(
-                f"vector_size and epochs must be > 0 and negative >= 0, got "
-                f"{cfg.vector_size}, {cfg.epochs}, {cfg.negative}"
-            )
         token: dict[Any, str] = {}
         if isinstance(sessions, Sequence):
             corpus: Any = list(_Tokens(sessions, token))  # convert once, reuse every epoch

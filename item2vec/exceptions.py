@@ -16,6 +16,11 @@ __all__ = [
     "UnknownItemError",
     "NotFittedError",
     "FormatVersionError",
+    "OptionError",
+    "EmptySplitError",
+    "DataWarning",
+    "TimestampWarning",
+    "SplitWarning",
 ]
 
 
@@ -59,3 +64,32 @@ class NotFittedError(Item2VecError, AttributeError):
 
 class FormatVersionError(Item2VecError, ValueError):
     """A saved model directory has a format version this code cannot read."""
+
+
+class OptionError(Item2VecError, ValueError):
+    """An option has a value that cannot work (``window=0``, ``alpha=nan``, ``test_fraction=1.5``).
+
+    ``options`` holds the names of the options involved, spelled as in Python
+    (``test_days``), so that a front end can spell them its own way (the CLI
+    writes ``--test-days``).
+    """
+
+    def __init__(self, message: str, options: tuple[str, ...] | list[str] = ()) -> None:
+        super().__init__(message)
+        self.options = tuple(options)
+
+
+class EmptySplitError(EmptyDataError, OptionError):
+    """A train / valid / test split is empty with these split options; ``options`` names them."""
+
+
+class DataWarning(UserWarning):
+    """The data could be used, but something in it looks wrong; the message says what and how much."""
+
+
+class TimestampWarning(DataWarning):
+    """Timestamps in the future or far from the rest of the log."""
+
+
+class SplitWarning(DataWarning):
+    """A split is tiny or lopsided."""

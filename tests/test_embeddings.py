@@ -14,6 +14,7 @@ from item2vec.exceptions import (
     EmptyDataError,
     FormatVersionError,
     NotFittedError,
+    OptionError,
     UnknownItemError,
 )
 
@@ -142,6 +143,70 @@ def test_no_pairs_is_a_clear_error():
 def test_not_fitted():
     with pytest.raises(NotFittedError, match="fit"):
         _ = Item2Vec().embeddings_
+
+
+@pytest.mark.parametrize("kind", ["pandas", "polars"])
+def test_fit_refuses_an_event_frame_and_says_what_to_pass(kind):
+    """A frame used to train on the characters of its column names (pandas) or on its columns (polars)."""
+    import polars as pl
+
+    frame = pl.DataFrame({"session_id": [1, 1, 2, 2], "item_id": ["a", "b", "a", "c"]})
+    if kind == "pandas":
+        frame = frame.to_pandas()
+    with pytest.raises(TypeError, match=rf"got a {kind} DataFrame.*prepare\(frame"):
+        Item2Vec(vector_size=4, epochs=1, show_progress=False).fit(frame)
+
+
+def test_fit_refuses_strings_as_sessions():
+    with pytest.raises(TypeError, match="a string is not a session"):
+        Item2Vec(vector_size=4, epochs=1, show_progress=False).fit(["abc", "bcd"] * 10)
+    with pytest.raises(TypeError, match="list of lists of item ids, got str"):
+        Item2Vec(vector_size=4, epochs=1, show_progress=False).fit("abcd")
+
+
+def test_fit_takes_a_series_of_lists_from_a_pandas_groupby():
+    import pandas as pd
+
+    df = pd.DataFrame({"session_id": [1, 1, 1, 2, 2, 3, 3] * 10, "item_id": [10, 11, 12, 11, 12, 10, 12] * 10})
+    sessions = df.groupby("session_id")["item_id"].agg(list)
+    emb = Item2Vec(vector_size=4, epochs=1, show_progress=False).fit(sessions).embeddings_
+    assert sorted(emb.ids.tolist()) == [10, 11, 12]
+
+
+def test_fit_takes_a_polars_series_of_lists():
+    import polars as pl
+
+    sessions = pl.Series([[10, 11, 12], [11, 12], [10, 12]] * 10)
+    emb = Item2Vec(vector_size=4, epochs=1, show_progress=False).fit(sessions).embeddings_
+    assert sorted(emb.ids.tolist()) == [10, 11, 12]
+
+
+@pytest.mark.parametrize("params, option", [
+    ({"window": 0}, "window"),
+    ({"window": -2}, "window"),
+    ({"window": 2.5}, "window"),
+    ({"workers": 0}, "workers"),
+    ({"alpha": float("nan")}, "alpha"),
+    ({"alpha": 0.0}, "alpha"),
+    ({"min_alpha": 0.5}, "min_alpha"),
+    ({"epochs": 0}, "epochs"),
+    ({"vector_size": 0}, "vector_size"),
+    ({"vector_size": "64"}, "vector_size"),
+    ({"negative": 0}, "negative"),
+    ({"sample": -1e-3}, "sample"),
+    ({"ns_exponent": float("inf")}, "ns_exponent"),
+    ({"min_count": 0}, "min_count"),
+    ({"random_state": True}, "random_state"),
+])
+def test_hyperparameters_that_cannot_train_are_refused_at_construction(params, option):
+    """These used to train nothing and save the random initial vectors with exit status 0."""
+    with pytest.raises(OptionError, match=rf"Item2Vec: {option} must be") as e:
+        Item2Vec(**params)
+    assert option in e.value.options
+
+
+def test_the_whole_session_window_is_still_none():
+    assert Item2Vec(window=None).config.window is None
 
 
 def test_unknown_hyperparameter():

@@ -23,7 +23,7 @@ import polars as pl
 
 from item2vec.exceptions import DataError, EmptyDataError, MissingColumnError, UnknownFormatError
 
-__all__ = ["FORMATS", "read_events", "read_item_metadata"]
+__all__ = ["FORMATS", "TIME_UNITS", "infer_time_unit", "normalize_frame", "read_events", "read_item_metadata", "read_table"]
 
 EPOCH = dt.datetime(1970, 1, 1)
 
@@ -59,7 +59,8 @@ def _finish(df: pl.DataFrame, source: str) -> pl.DataFrame:
                 )
     if df["timestamp"].null_count():
         raise DataError(
-            f"{source}: {df['timestamp'].null_count()} rows have a timestamp that could not be parsed"
+            f"{source}: {df['timestamp'].null_count()} of {df.height} rows have no timestamp or one "
+            f"that could not be parsed; expected one in every row (drop or fill them first)"
         )
     if "session_id" not in df.columns and "user_id" not in df.columns:
         raise MissingColumnError(f"{source}: expected a session or a user column, found neither")
@@ -69,16 +70,135 @@ def _finish(df: pl.DataFrame, source: str) -> pl.DataFrame:
     return df.select([*order, pl.col("_order").cast(pl.UInt32)])
 
 
-def _to_datetime(col: pl.Expr, dtype: pl.DataType, unit: str | None) -> pl.Expr:
-    """Parse numbers as epoch offsets in ``unit`` and strings as ISO-ish datetimes."""
+TIME_UNITS = ("s", "ms", "us", "ns")
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def infer_time_unit(values: pl.Series) -> str:
+    """The unit of epoch numbers, chosen from the median of their absolute values.
+
+    Below 1e11 the numbers are seconds (1e11 s is the year 5138), below 1e14
+    milliseconds, below 1e17 microseconds, otherwise nanoseconds. Every unit
+    maps the years 1973 to 5138 to its own band, so any log of this era is
+    read right; pass ``time_unit`` for anything else.
+    """
+    med = values.cast(pl.Float64).abs().median()
+    if med is None or med < 1e11:
+        return "s"
+    if med < 1e14:
+        return "ms"
+    return "us" if med < 1e17 else "ns"
+
+
+def _to_datetime(values: pl.Series, unit: str | None, source: str) -> pl.Series:
+    """Timestamps as naive UTC datetimes in microseconds.
+
+    Numbers are epoch offsets in ``unit`` (chosen by :func:`infer_time_unit` when
+    ``None``); datetimes with a time zone and strings with an offset (``Z``,
+    ``+01:00``) are converted to UTC; naive ones are taken as they are.
+    """
+    name = values.name
+    dtype = values.dtype
+    if unit is not None and unit not in TIME_UNITS:
+        raise DataError(f"{source}: time_unit must be one of {list(TIME_UNITS)}, got {unit!r}")
     if dtype.is_numeric():
-        factor = {"s": 1_000_000, "ms": 1_000, "us": 1}[unit or "s"]
-        return (col.cast(pl.Float64) * factor).cast(pl.Int64).cast(pl.Datetime("us"))
-    if dtype == pl.Datetime or isinstance(dtype, pl.Datetime):
-        return col.dt.replace_time_zone(None).cast(pl.Datetime("us"))
+        f = values.cast(pl.Float64)
+        bad = int(f.is_null().sum() + f.is_nan().sum() + f.is_infinite().sum())
+        if bad:
+            raise DataError(
+                f"{source}: {bad} of {len(values)} rows have no time (NaN, null or infinite) in the "
+                f"numeric column {name!r}; expected epoch numbers in every row (drop or fill them first)"
+            )
+        unit = unit or infer_time_unit(f)
+        per = _PER_SECOND[unit]
+        if dtype.is_integer():
+            v = values.cast(pl.Int64)
+            us = v * (1_000_000 // per) if per <= 1_000_000 else v // (per // 1_000_000)
+        else:
+            us = (f * (1_000_000 / per)).round(0).cast(pl.Int64)
+        return us.cast(pl.Datetime("us")).alias(name)
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is not None:
+            values = values.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        return values.cast(pl.Datetime("us"))
     if dtype == pl.Date:
-        return col.cast(pl.Datetime("us"))
-    return col.str.to_datetime(strict=False, time_unit="us").dt.replace_time_zone(None)
+        return values.cast(pl.Datetime("us"))
+    if dtype == pl.Object:  # e.g. Python datetimes with mixed zones
+        values = pl.Series(name, [None if v is None else str(v) for v in values], dtype=pl.String)
+    elif dtype != pl.String:
+        raise DataError(
+            f"{source}: the time column {name!r} has type {dtype}; expected datetimes, "
+            f"ISO strings or epoch numbers"
+        )
+    parsed = _parse_time_strings(values)
+    failed = parsed.is_null() & values.is_not_null()
+    if failed.any():
+        examples = values.filter(failed).unique(maintain_order=True).head(3).to_list()
+        raise DataError(
+            f"{source}: {int(failed.sum())} of {len(values)} timestamps could not be parsed, e.g. "
+            f"{examples}; expected ISO datetimes (2024-01-31T10:00:00, with or without Z or +01:00) "
+            f"or epoch numbers"
+        )
+    return parsed
+
+
+def _parse_time_strings(values: pl.Series) -> pl.Series:
+    """ISO-ish strings → naive UTC datetimes; strings polars cannot infer stay null.
+
+    polars infers one format from the first string, so a column that mixes naive
+    strings and strings with an offset is parsed in rounds, each on the rows the
+    round before left null.
+    """
+    out = pl.Series(values.name, [None] * len(values), dtype=pl.Datetime("us"))
+    todo = values.is_not_null()
+    for _ in range(3):
+        if not todo.any():
+            break
+        part = values.filter(todo)
+        try:
+            parsed = part.str.to_datetime(strict=False, time_unit="us")
+        except pl.exceptions.PolarsError:
+            break
+        if isinstance(parsed.dtype, pl.Datetime) and parsed.dtype.time_zone is not None:
+            parsed = parsed.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        if parsed.null_count() == len(parsed):
+            break
+        idx = todo.arg_true()
+        out = out.scatter(idx, parsed)
+        todo = todo.scatter(idx, parsed.is_null())
+    return out
+
+
+def normalize_frame(
+    raw: pl.DataFrame,
+    *,
+    item_col: str = "item_id",
+    session_col: str | None = "session_id",
+    time_col: str | None = "timestamp",
+    user_col: str | None = None,
+    time_unit: str | None = None,
+    source: str = "events",
+) -> pl.DataFrame:
+    """Map a frame's columns onto the normalised frame (see the module docstring).
+
+    The column mapping is :func:`read_table`'s; ``source`` names the data in errors.
+    A ``_order`` column already present is kept (it breaks ties in time).
+    """
+    wanted = [c for c in (item_col, session_col, time_col, user_col) if c]
+    _require(raw, wanted, source)
+    if "_order" not in raw.columns:
+        raw = raw.with_row_index("_order")
+    cols: list[pl.Series] = [raw[item_col].alias("item_id")]
+    if session_col:
+        cols.append(raw[session_col].alias("session_id"))
+    if user_col:
+        cols.append(raw[user_col].alias("user_id"))
+    if time_col:
+        cols.append(_to_datetime(raw[time_col], time_unit, f"{source}, column {time_col!r}").alias("timestamp"))
+    else:
+        cols.append(pl.int_range(raw.height, eager=True).cast(pl.Datetime("us")).alias("timestamp"))
+    cols.append(raw["_order"])
+    return _finish(pl.DataFrame(cols), source)
 
 
 # ---------------------------------------------------------------------------
@@ -117,25 +237,19 @@ def read_table(
     item_col, session_col, time_col, user_col : str
         Source column names. ``session_col=None`` with a ``user_col`` means the
         data has users but no sessions. ``time_col=None`` orders by row.
-    time_unit : {"s", "ms", "us"}, optional
-        Unit of numeric timestamps (default seconds).
+    time_unit : {"s", "ms", "us", "ns"}, optional
+        Unit of numeric timestamps; by default chosen from their magnitude
+        (:func:`infer_time_unit`). Strings are parsed as ISO datetimes; those with
+        an offset (``Z``, ``+01:00``) and zone-aware datetimes are converted to UTC.
     """
     p = _check_path(path)
     if sep is None:
         sep = "\t" if p.suffix in (".tsv", ".tab") else ","
     raw = _read_table(p, sep)
-    wanted = [c for c in (item_col, session_col, time_col, user_col) if c]
-    _require(raw, wanted, f"{p}")
-    cols: list[pl.Expr] = [pl.col(item_col).alias("item_id")]
-    if session_col:
-        cols.append(pl.col(session_col).alias("session_id"))
-    if user_col:
-        cols.append(pl.col(user_col).alias("user_id"))
-    if time_col:
-        cols.append(_to_datetime(pl.col(time_col), raw.schema[time_col], time_unit).alias("timestamp"))
-    else:
-        cols.append(pl.int_range(pl.len()).cast(pl.Datetime("us")).alias("timestamp"))
-    return _finish(raw.with_row_index("_order").select([*cols, "_order"]), str(p))
+    return normalize_frame(
+        raw.drop("_order", strict=False), item_col=item_col, session_col=session_col,
+        time_col=time_col, user_col=user_col, time_unit=time_unit, source=str(p),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -169,7 +283,7 @@ def read_session_rec(path: str | os.PathLike[str]) -> pl.DataFrame:
     df = raw.with_row_index("_order").select(
         pl.col("SessionId").alias("session_id"),
         pl.col("ItemId").alias("item_id"),
-        _to_datetime(pl.col("Time"), raw.schema["Time"], "s").alias("timestamp"),
+        _to_datetime(raw["Time"], "s", f"session-rec {p}").alias("timestamp"),
         "_order",
     )
     return _finish(df, f"session-rec {p}")
@@ -191,7 +305,7 @@ def read_movielens(path: str | os.PathLike[str], min_rating: float | None = None
     df = raw.with_row_index("_order").select(
         pl.col("userId").alias("user_id"),
         pl.col("movieId").alias("item_id"),
-        _to_datetime(pl.col("timestamp"), raw.schema["timestamp"], "s").alias("timestamp"),
+        _to_datetime(raw["timestamp"], "s", f"movielens {p}").alias("timestamp"),
         "_order",
     )
     return _finish(df, f"movielens {p}")

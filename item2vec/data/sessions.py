@@ -8,8 +8,10 @@ encode with an :class:`ItemVocab` built on the training split.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,15 @@ import polars as pl
 from item2vec._config import DictConfig
 from item2vec._io import atomic_dir
 from item2vec.data.vocab import ItemVocab
-from item2vec.exceptions import EmptyDataError, FormatVersionError, MissingColumnError
+from item2vec.exceptions import (
+    EmptyDataError,
+    EmptySplitError,
+    FormatVersionError,
+    MissingColumnError,
+    OptionError,
+    SplitWarning,
+    TimestampWarning,
+)
 
 __all__ = [
     "PrepareConfig",
@@ -39,6 +49,9 @@ FORMAT_VERSION = 1
 class PrepareConfig(DictConfig):
     """Options of :func:`prepare`; round-trips through :meth:`to_dict`.
 
+    Values that cannot work raise :class:`~item2vec.exceptions.OptionError` here,
+    at construction, naming the option.
+
     Attributes
     ----------
     session_gap_minutes : float
@@ -50,14 +63,21 @@ class PrepareConfig(DictConfig):
         Keep items seen in at least this many events.
     min_session_length : int
         Keep sessions with at least this many events (2: a pair to learn from).
-    test_days, valid_days : float
+    test_days, valid_days : float, optional
         The last ``test_days`` (by session end) are test, the ``valid_days``
-        before them validation.
+        before them validation. One given alone sets the other to the same value.
     test_fraction, valid_fraction : float, optional
-        Instead of days: the latest fraction of sessions. Either both days or both
-        fractions are used; fractions win when set.
+        Instead of days: the latest fraction of sessions. One given alone sets the
+        other to the same value (``valid_fraction=0`` for no validation split).
+        Days and fractions cannot be mixed.
     max_session_length : int, optional
         Keep only the last events of longer sessions.
+
+    Notes
+    -----
+    With no split option set, the split is chosen from the log's span (first to
+    last kept event), see :func:`auto_split`, and recorded in
+    ``SessionData.stats["split"]``.
     """
 
     _label = "prepare option"
@@ -66,12 +86,53 @@ class PrepareConfig(DictConfig):
     drop_repeats: bool = True
     min_item_support: int = 5
     min_session_length: int = 2
-    test_days: float = 7.0
-    valid_days: float = 7.0
+    test_days: float | None = None
+    valid_days: float | None = None
     test_fraction: float | None = None
     valid_fraction: float | None = None
     max_session_length: int | None = None
 
+    def __post_init__(self) -> None:
+        _check_number("session_gap_minutes", self.session_gap_minutes, low=0.0, low_open=True)
+        _check_int("min_item_support", self.min_item_support, 1)
+        _check_int("min_session_length", self.min_session_length, 1)
+        if self.max_session_length is not None:
+            _check_int("max_session_length", self.max_session_length, max(self.min_session_length, 2),
+                       also=("min_session_length",))
+        for name in ("test_days", "valid_days", "test_fraction", "valid_fraction"):
+            v = getattr(self, name)
+            if v is not None:
+                _check_number(name, v, low=0.0, low_open=name.startswith("test"))
+        days = [n for n in ("test_days", "valid_days") if getattr(self, n) is not None]
+        fracs = [n for n in ("test_fraction", "valid_fraction") if getattr(self, n) is not None]
+        if days and fracs:
+            raise OptionError(
+                f"prepare: split by days or by fractions, not both; got {days[0]}={getattr(self, days[0])} "
+                f"and {fracs[0]}={getattr(self, fracs[0])}", options=(days[0], fracs[0]),
+            )
+        tf = self.test_fraction if self.test_fraction is not None else self.valid_fraction
+        vf = self.valid_fraction if self.valid_fraction is not None else self.test_fraction
+        if tf is not None and vf is not None and not (tf < 1 and tf + vf < 1):
+            raise OptionError(
+                f"prepare: test_fraction and valid_fraction must be below 1 together (the rest is "
+                f"training), got test_fraction={tf} and valid_fraction={vf}",
+                options=("test_fraction", "valid_fraction"),
+            )
+
+
+def _check_number(name: str, v: Any, low: float, low_open: bool = False) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise OptionError(f"prepare: {name} must be a number, got {v!r} ({type(v).__name__})", options=(name,))
+    if not np.isfinite(v) or v < low or (low_open and v == low):
+        bound = f"> {low:g}" if low_open else f">= {low:g}"
+        raise OptionError(f"prepare: {name} must be a finite number {bound}, got {v!r}", options=(name,))
+
+
+def _check_int(name: str, v: Any, low: int, also: tuple[str, ...] = ()) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise OptionError(f"prepare: {name} must be an integer, got {v!r} ({type(v).__name__})", options=(name,))
+    if v < low:
+        raise OptionError(f"prepare: {name} must be >= {low}, got {v}", options=(name, *also))
 
 
 # ---------------------------------------------------------------------------
@@ -168,20 +229,39 @@ def filter_support(
     events: pl.DataFrame, min_item_support: int = 5, min_session_length: int = 2
 ) -> pl.DataFrame:
     """Drop rare items and short sessions, repeatedly, until nothing changes."""
+    return _filter_support_counted(events, min_item_support, min_session_length)[0]
+
+
+def _filter_support_counted(
+    events: pl.DataFrame, min_item_support: int, min_session_length: int
+) -> tuple[pl.DataFrame, dict[str, dict[str, int]]]:
+    """:func:`filter_support` and what each of its two filters removed."""
+    rare = {"events": 0, "items": 0}
+    short = {"events": 0, "sessions": 0}
     while True:
         before = events.height
         if min_item_support > 1:
-            events = events.filter(pl.len().over("item_id") >= min_item_support)
+            keep = pl.len().over("item_id") >= min_item_support
+            gone = events.filter(~keep)
+            if gone.height:
+                rare["events"] += gone.height
+                rare["items"] += gone["item_id"].n_unique()
+                events = events.filter(keep)
         if min_session_length > 1:
-            events = events.filter(pl.len().over("session_id") >= min_session_length)
+            keep = pl.len().over("session_id") >= min_session_length
+            gone = events.filter(~keep)
+            if gone.height:
+                short["events"] += gone.height
+                short["sessions"] += gone["session_id"].n_unique()
+                events = events.filter(keep)
         if events.height == before:
-            return events
+            return events, {"rare_items": rare, "short_sessions": short}
 
 
 def temporal_split(
     events: pl.DataFrame,
-    test_days: float = 7.0,
-    valid_days: float = 7.0,
+    test_days: float | None = 7.0,
+    valid_days: float | None = 7.0,
     test_fraction: float | None = None,
     valid_fraction: float | None = None,
 ) -> pl.DataFrame:
@@ -189,13 +269,24 @@ def temporal_split(
 
     With days: sessions ending in the last ``test_days`` are test, the
     ``valid_days`` before that validation. With fractions: the cut points are
-    the quantiles of session end times.
+    the quantiles of session end times; a fraction given alone (the other
+    ``None``) is used for both test and validation.
+
+    Raises
+    ------
+    OptionError
+        For negative days or fractions outside [0, 1) (the error names the option).
     """
     ends = events.group_by("session_id").agg(pl.col("timestamp").max().alias("_end"))
     if test_fraction is not None or valid_fraction is not None:
-        tf, vf = test_fraction or 0.0, valid_fraction or 0.0
+        tf = test_fraction if test_fraction is not None else valid_fraction
+        vf = valid_fraction if valid_fraction is not None else test_fraction
+        assert tf is not None and vf is not None
         if not (0 <= tf < 1 and 0 <= vf < 1 and tf + vf < 1):
-            raise ValueError(f"fractions must be in [0, 1) and sum below 1, got {tf}, {vf}")
+            raise OptionError(
+                f"test_fraction and valid_fraction must be in [0, 1) and sum below 1, got {tf}, {vf}",
+                options=("test_fraction", "valid_fraction"),
+            )
         s = ends["_end"].sort()
         n = len(s)
         test_cut = s[min(n - 1, int(np.floor(n * (1 - tf))))] if tf > 0 else None
@@ -203,11 +294,16 @@ def temporal_split(
         test_expr = pl.col("_end") >= test_cut if test_cut is not None else pl.lit(False)
         valid_expr = pl.col("_end") >= valid_cut if valid_cut is not None else pl.lit(False)
     else:
-        if test_days < 0 or valid_days < 0:
-            raise ValueError(f"test_days and valid_days must be >= 0, got {test_days}, {valid_days}")
+        td = test_days if test_days is not None else valid_days
+        vd = valid_days if valid_days is not None else test_days
+        if td is None or vd is None or td < 0 or vd < 0:
+            raise OptionError(
+                f"test_days and valid_days must be >= 0, got {test_days}, {valid_days}",
+                options=("test_days", "valid_days"),
+            )
         last = ends["_end"].max()
-        test_cut = last - np.timedelta64(int(test_days * 86400e6), "us")
-        valid_cut = test_cut - np.timedelta64(int(valid_days * 86400e6), "us")
+        test_cut = last - np.timedelta64(int(td * 86400e6), "us")
+        valid_cut = test_cut - np.timedelta64(int(vd * 86400e6), "us")
         test_expr = pl.col("_end") > test_cut
         valid_expr = pl.col("_end") > valid_cut
     ends = ends.with_columns(
@@ -215,6 +311,151 @@ def temporal_split(
         .otherwise(pl.lit("train")).alias("split")
     )
     return events.join(ends.select("session_id", "split"), on="session_id", how="left")
+
+
+#: An event is "far from the rest" when it lies more than the span of the central
+#: 98 % of event times (1st to 99th percentile), and at least this many days,
+#: before the 1st or after the 99th percentile.
+OUTLIER_MIN_DAYS = 1.0
+#: Logs with fewer events are not checked for far-off times (their percentiles are
+#: their second and second-to-last events).
+OUTLIER_MIN_EVENTS = 20
+
+
+def time_outliers(timestamps: pl.Series, now: dt.datetime | None = None) -> tuple[pl.Series, pl.Series]:
+    """Masks of events far from the rest of the log and of events in the future.
+
+    Far from the rest: more than ``max(p99 - p1, OUTLIER_MIN_DAYS days)`` before
+    the 1st percentile ``p1`` or after the 99th percentile ``p99`` of the event
+    times (``p1`` rounded up and ``p99`` down to an event, so that one stray event
+    in a small log does not move them). Logs of fewer than ``OUTLIER_MIN_EVENTS``
+    events have none. In the future: after ``now`` (default: the current UTC time;
+    timestamps are naive UTC).
+
+    Returns
+    -------
+    far, future : polars.Series of bool
+    """
+    t = timestamps.dt.epoch("us")
+    p1 = t.quantile(0.01, interpolation="higher")
+    p99 = t.quantile(0.99, interpolation="lower")
+    now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    future = timestamps > now
+    if p1 is None or p99 is None or len(t) < OUTLIER_MIN_EVENTS:
+        return pl.Series([False] * len(t)), future
+    reach = max(float(p99) - float(p1), OUTLIER_MIN_DAYS * 86400e6)
+    far = (t < float(p1) - reach) | (t > float(p99) + reach)
+    return far, future
+
+
+#: Split sizes that draw a :class:`~item2vec.exceptions.SplitWarning`: a split
+#: with fewer sessions than this (test always, validation when one was asked for,
+#: train always), or a training split with fewer than this share of the sessions.
+MIN_SPLIT_SESSIONS = 50
+MIN_TRAIN_SHARE = 0.5
+
+
+def auto_split(span_days: float) -> dict[str, Any]:
+    """The split :func:`prepare` uses when no split option is given.
+
+    Test and validation each cover a seventh of the log's span (rounded to the
+    nearest hour), in whole days (rounded down) from one day up, at most 7 days,
+    and in hours below: a 3-day log gets 10 hours each, a 1-week log 1 day, a
+    2-week log 2 days, a year 7 days. A log shorter than 3.5 hours is split by
+    session counts instead: the latest 1/7 of the sessions test, the 1/7 before
+    them validation.
+
+    Parameters
+    ----------
+    span_days : float
+        Time from the first to the last event, in days.
+
+    Returns
+    -------
+    dict
+        ``{"by": "days", "test_days": d, "valid_days": d}`` or
+        ``{"by": "fraction", "test_fraction": f, "valid_fraction": f}``.
+    """
+    hours = round(span_days * 24 / 7)
+    if hours >= 24:
+        d = float(min(7, hours // 24))
+    elif hours >= 1:
+        d = hours / 24
+    else:
+        f = round(1 / 7, 4)
+        return {"by": "fraction", "test_fraction": f, "valid_fraction": f}
+    return {"by": "days", "test_days": d, "valid_days": d}
+
+
+def _resolve_split(cfg: PrepareConfig, span_days: float) -> dict[str, Any]:
+    if cfg.test_fraction is not None or cfg.valid_fraction is not None:
+        tf = cfg.test_fraction if cfg.test_fraction is not None else cfg.valid_fraction
+        vf = cfg.valid_fraction if cfg.valid_fraction is not None else cfg.test_fraction
+        return {"by": "fraction", "test_fraction": tf, "valid_fraction": vf, "auto": False}
+    if cfg.test_days is not None or cfg.valid_days is not None:
+        td = cfg.test_days if cfg.test_days is not None else cfg.valid_days
+        vd = cfg.valid_days if cfg.valid_days is not None else cfg.test_days
+        return {"by": "days", "test_days": td, "valid_days": vd, "auto": False}
+    return {**auto_split(span_days), "auto": True}
+
+
+def describe_split(split: dict[str, Any]) -> str:
+    """One line for people: how the sessions were split (from ``stats["split"]``)."""
+    if split["by"] == "fraction":
+        text = (f"latest {split['test_fraction']:.1%} of sessions test, "
+                f"{split['valid_fraction']:.1%} before them validation")
+    else:
+        text = f"last {_days(split['test_days'])} test, {_days(split['valid_days'])} before them validation"
+    if split.get("auto"):
+        text += (f" (chosen from the log's {split['span_days']:.1f}-day span; "
+                 "set test_days/valid_days or test_fraction/valid_fraction to choose)")
+    return text
+
+
+def _days(d: float) -> str:
+    if d >= 1 or d == 0:
+        return f"{d:g} day" + ("" if d == 1 else "s")
+    return f"{d * 24:g} hours"
+
+
+# ---------------------------------------------------------------------------
+# input frames
+# ---------------------------------------------------------------------------
+def _event_frame(
+    events: Any,
+    item_col: str | None,
+    session_col: str | None,
+    time_col: str | None,
+    user_col: str | None,
+    time_unit: str | None,
+) -> pl.DataFrame:
+    """A polars or pandas frame with any column names → the normalised frame."""
+    from item2vec.data.readers import normalize_frame
+
+    if type(events).__module__.startswith("pandas") and hasattr(events, "columns"):
+        events = pl.from_pandas(events)
+    elif isinstance(events, pl.LazyFrame):
+        events = events.collect()
+    elif not isinstance(events, pl.DataFrame):
+        raise TypeError(
+            f"prepare expects a polars or pandas DataFrame of events (one row per event), got "
+            f"{type(events).__name__}; read a file with item2vec.read_events"
+        )
+    if events.height == 0:
+        raise EmptyDataError("prepare: the event frame has no rows")
+    cols = events.columns
+    if session_col is None and user_col is None:
+        session_col = "session_id" if "session_id" in cols else None
+        user_col = "user_id" if "user_id" in cols else None
+        if session_col is None and user_col is None:
+            raise MissingColumnError(
+                f"prepare: expected a 'session_id' or a 'user_id' column, got {cols}; name yours "
+                f"with session_col= or user_col="
+            )
+    return normalize_frame(
+        events, item_col=item_col or "item_id", session_col=session_col, time_col=time_col or "timestamp",
+        user_col=user_col, time_unit=time_unit, source="prepare",
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -316,34 +557,116 @@ def _split_stats(sessions: list[np.ndarray]) -> dict[str, Any]:
 
 
 def prepare(
-    events: pl.DataFrame,
+    events: Any,
     config: PrepareConfig | None = None,
     metadata: pl.DataFrame | None = None,
     name: str | None = None,
+    *,
+    item_col: str | None = None,
+    session_col: str | None = None,
+    time_col: str | None = None,
+    user_col: str | None = None,
+    time_unit: str | None = None,
 ) -> SessionData:
-    """Turn a normalised event frame into :class:`SessionData`.
+    """Turn an event frame into :class:`SessionData`.
+
+    Parameters
+    ----------
+    events : polars.DataFrame or pandas.DataFrame
+        One row per event: :func:`read_events`'s frame, or any frame whose columns
+        are named by the options below.
+    config : PrepareConfig, optional
+        Filters and the split; with no split option the split is chosen from the
+        log's span (:func:`auto_split`).
+    metadata : polars.DataFrame, optional
+        ``item_id, title[, category]``, kept for the items in the vocabulary.
+    name : str, optional
+        Recorded in ``stats["name"]``.
+    item_col, session_col, time_col, user_col : str, optional
+        Column names, as :func:`read_table` takes them. Default: ``item_id``,
+        ``timestamp``, and ``session_id`` and/or ``user_id``, whichever exist (a
+        frame with users and no sessions is cut at ``session_gap_minutes``).
+    time_unit : {"s", "ms", "us", "ns"}, optional
+        Unit of numeric timestamps; by default chosen from their magnitude
+        (:func:`~item2vec.data.readers.infer_time_unit`: below 1e11 seconds,
+        below 1e14 milliseconds, below 1e17 microseconds, else nanoseconds).
+        Strings with an offset and zone-aware datetimes are converted to UTC.
+
+    Returns
+    -------
+    SessionData
+        ``stats`` records what each step removed (``stats["removed"]``), the split
+        used (``stats["split"]``) and the warnings given (``stats["warnings"]``).
+
+    Warns
+    -----
+    TimestampWarning
+        Events far from the rest of the log (:func:`time_outliers`; they are
+        dropped, so they never form the test split) or in the future (kept).
+    SplitWarning
+        A tiny or lopsided split (:data:`MIN_SPLIT_SESSIONS`, :data:`MIN_TRAIN_SHARE`).
 
     Raises
     ------
-    EmptyDataError
-        If no session of length >= 2 is left after filtering, or a split is empty
-        where one is needed (train, test).
+    TypeError
+        If ``events`` is not a DataFrame.
+    MissingColumnError, DataError
+        For absent columns, null ids or timestamps that cannot be read.
+    EmptySplitError
+        If no session of length >= 2 is left after filtering, or the train or test
+        split is empty; ``options`` names the options to change.
     """
     cfg = config or PrepareConfig()
-    if events.height == 0:
-        raise EmptyDataError("prepare: the event frame has no rows")
-    n_raw = events.height
-    ev = sessionize(events, cfg.session_gap_minutes)
+    ev = _event_frame(events, item_col, session_col, time_col, user_col, time_unit)
+    n_raw = ev.height
+    said: list[str] = []
+
+    def warn(message: str, category: type[Warning]) -> None:
+        said.append(message)
+        warnings.warn(message, category, stacklevel=3)
+
+    removed: dict[str, dict[str, int]] = {}
+    far, future = time_outliers(ev["timestamp"])
+    n_far, n_future = int(far.sum()), int((future & ~far).sum())
+    if n_far:
+        ts = ev["timestamp"]
+        kept = ts.filter(~far)
+        warn(
+            f"prepare: dropped {n_far:,} of {n_raw:,} events whose timestamps are far from the rest of the "
+            f"log (outside {kept.min()} .. {kept.max()} by more than the span of its central 98%), e.g. "
+            f"{ts.filter(far).sort().head(2).cast(pl.String).to_list()}; check the time column and its unit",
+            TimestampWarning,
+        )
+        ev = ev.filter(~far)
+    if n_future:
+        warn(f"prepare: {n_future:,} of {n_raw:,} events have timestamps in the future (after "
+             f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, latest {ev['timestamp'].max()}); they are kept",
+             TimestampWarning)
+    removed["time_outliers"] = {"events": n_far}
+    ev = sessionize(ev, cfg.session_gap_minutes)
+    n_sessions_in = ev["session_id"].n_unique()
     if cfg.drop_repeats:
+        before = ev.height
         ev = drop_consecutive_repeats(ev)
-    ev = filter_support(ev, cfg.min_item_support, cfg.min_session_length)
+        removed["repeats"] = {"events": before - ev.height}
+    else:
+        removed["repeats"] = {"events": 0}
+    ev, support = _filter_support_counted(ev, cfg.min_item_support, cfg.min_session_length)
+    removed.update(support)
     if ev.height == 0:
-        raise EmptyDataError(
+        raise EmptySplitError(
             f"prepare: no session of length >= {cfg.min_session_length} is left after keeping "
             f"items with >= {cfg.min_item_support} events ({n_raw} events in); "
-            f"lower min_item_support or check the session column"
+            f"lower min_item_support or min_session_length, or check the session column",
+            options=("min_item_support", "min_session_length"),
         )
-    ev = temporal_split(ev, cfg.test_days, cfg.valid_days, cfg.test_fraction, cfg.valid_fraction)
+    t0, t1 = ev["timestamp"].min(), ev["timestamp"].max()
+    span_days = (t1 - t0).total_seconds() / 86400  # type: ignore[operator]
+    split = {**_resolve_split(cfg, span_days), "span_days": round(span_days, 3)}
+    split_opts = ("test_fraction", "valid_fraction") if split["by"] == "fraction" else ("test_days", "valid_days")
+    ev = temporal_split(
+        ev, split.get("test_days"), split.get("valid_days"), split.get("test_fraction"), split.get("valid_fraction")
+    )
     # one list per session, sessions ordered by start time
     grouped = (
         ev.group_by("session_id", maintain_order=True)
@@ -357,9 +680,12 @@ def prepare(
     )
     train_items = grouped.filter(pl.col("split") == "train")
     if train_items.height == 0:
-        raise EmptyDataError(
-            "prepare: the training split is empty; every session falls in the last "
-            f"{cfg.test_days + cfg.valid_days} days. Lower test_days/valid_days"
+        raise EmptySplitError(
+            f"prepare: the training split is empty: every session ends in the held-out part "
+            f"({describe_split(split)}) of a log that spans {span_days:.2f} days; "
+            + ("lower " + " / ".join(split_opts) if not split["auto"]
+               else "pass smaller test_days / valid_days, or test_fraction / valid_fraction"),
+            options=("test_days", "valid_days", "test_fraction", "valid_fraction"),
         )
     # vocabulary: training items, most frequent first (ties by first appearance)
     counts = (
@@ -373,40 +699,78 @@ def prepare(
     lookup = pl.DataFrame({"item_id": vocab.ids, "idx": np.arange(1, len(vocab) + 1, dtype=np.int32)})
 
     out: dict[str, list[np.ndarray]] = {}
+    unseen = {"events": 0, "sessions": 0}
+    cap = {"events": 0, "sessions": 0}
     for name_ in ("train", "valid", "test"):
         part = grouped.filter(pl.col("split") == name_).select("session_id", "start", "item_id")
         flat = part.with_row_index("_s").explode("item_id").join(lookup, on="item_id", how="left", maintain_order="left")
+        n_events = flat.height
         flat = flat.filter(pl.col("idx").is_not_null())  # items unseen in train
         seqs = flat.group_by("_s", maintain_order=True).agg(pl.col("idx"))["idx"].to_list()
+        unseen["sessions"] += part.height - len(seqs)
+        kept_events, capped = 0, 0
         sessions = []
         for s in seqs:
             a = np.asarray(s, dtype=np.int32)
             if cfg.drop_repeats and len(a) > 1:
                 a = a[np.concatenate([[True], a[1:] != a[:-1]])]
             if cfg.max_session_length and len(a) > cfg.max_session_length:
+                capped += len(a) - cfg.max_session_length
+                cap["sessions"] += 1
                 a = a[-cfg.max_session_length :]
             if len(a) >= cfg.min_session_length:
                 sessions.append(a)
+                kept_events += len(a)
+            else:
+                unseen["sessions"] += 1
+        cap["events"] += capped
+        # besides unseen items: the repeats and too-short sessions their removal leaves
+        unseen["events"] += n_events - kept_events - capped
         out[name_] = sessions
+    removed["unseen_items"] = unseen
+    removed["length_cap"] = cap
     if not out["test"]:
-        raise EmptyDataError(
-            "prepare: no test session of length >= 2 is left (test items unseen in training are "
-            "dropped); use more test days or check the data"
+        raise EmptySplitError(
+            f"prepare: no test session of length >= {cfg.min_session_length} is left ({describe_split(split)}; "
+            "test items unseen in training are dropped); raise " + " / ".join(split_opts) + " or check the data",
+            options=split_opts,
         )
-    t0, t1 = ev["timestamp"].min(), ev["timestamp"].max()
     stats: dict[str, Any] = {
         "name": name,
         "events_in": n_raw,
+        "sessions_in": int(n_sessions_in),
         "events_kept": int(ev.height),
         "items": len(vocab),
         "time_range": [str(t0), str(t1)],
         "config": cfg.to_dict(),
+        "split": split,
+        "removed": removed,
         **{n: _split_stats(s) for n, s in out.items()},
     }
     for n in ("train", "valid", "test"):
         part = grouped.filter(pl.col("split") == n)
         if part.height:
             stats[n]["time_range"] = [str(part["start"].min()), str(part["end"].max())]
+    for message in _split_size_warnings(stats, split):
+        warn(message, SplitWarning)
+    stats["warnings"] = said
     if metadata is not None:
         metadata = metadata.filter(pl.col("item_id").is_in(pl.Series(vocab.ids)))
     return SessionData(**out, vocab=vocab, stats=stats, metadata=metadata)
+
+
+def _split_size_warnings(stats: dict[str, Any], split: dict[str, Any]) -> list[str]:
+    sizes = {n: stats[n]["sessions"] for n in ("train", "valid", "test")}
+    total = sum(sizes.values())
+    opts = "test_fraction / valid_fraction" if split["by"] == "fraction" else "test_days / valid_days"
+    wants_valid = (split.get("valid_days") or split.get("valid_fraction") or 0) > 0
+    tiny = [n for n in ("train", "valid", "test") if sizes[n] < MIN_SPLIT_SESSIONS and (n != "valid" or wants_valid)]
+    shown = " / ".join(f"{sizes[n]:,} {n}" for n in ("train", "valid", "test"))
+    out = []
+    if tiny:
+        out.append(f"prepare: tiny split: {shown} sessions ({', '.join(tiny)} under {MIN_SPLIT_SESSIONS}); "
+                   f"scores on it are noisy; change {opts} or use a longer log")
+    if total and sizes["train"] < MIN_TRAIN_SHARE * total:
+        out.append(f"prepare: lopsided split: {shown} sessions, training has {sizes['train'] / total:.0%} "
+                   f"(under {MIN_TRAIN_SHARE:.0%}); lower {opts}")
+    return out
