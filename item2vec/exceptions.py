@@ -16,6 +16,7 @@ __all__ = [
     "UnknownItemError",
     "NotFittedError",
     "FormatVersionError",
+    "CorruptModelError",
 ]
 
 
@@ -59,3 +60,7 @@ class NotFittedError(Item2VecError, AttributeError):
 
 class FormatVersionError(Item2VecError, ValueError):
     """A saved model directory has a format version this code cannot read."""
+
+
+class CorruptModelError(Item2VecError, ValueError):
+    """A saved model file does not match its checksum or its siblings (the message names the file)."""
