@@ -253,7 +253,8 @@ class ServedModel:
         Returns
         -------
         pandas.DataFrame
-            One row per request: ``query``, ``item_ids``, ``scores``, ``unknown``, ``n_ignored``.
+            One row per request (per id when an ``item_id`` cell holds a list):
+            ``query``, ``item_ids``, ``scores``, ``unknown``, ``n_ignored``.
 
         Raises
         ------
@@ -281,7 +282,9 @@ class ServedModel:
             item = rec.get("item_id") if has_item else None
             if _missing(item):
                 raise DataError(f"a request row has neither an item_id nor a session: {rec!r}")
-            rows.append(self._answer_item(item, k, banned))
+            # a list of ids in one cell ({"inputs": {"item_id": [a, b]}}): one flat answer row per id
+            for one in _as_list(item):
+                rows.append(self._answer_item(one, k, banned))
         return pd.DataFrame(rows, columns=["query", "item_ids", "scores", "unknown", "n_ignored"])
 
     def _answer_item(self, item: Any, k: int, banned: list[Any]) -> dict[str, Any]:
