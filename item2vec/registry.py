@@ -25,7 +25,7 @@ or a plain :class:`~item2vec.embeddings.ItemEmbeddings` directory.
 from __future__ import annotations
 
 import os
-import re
+import posixpath
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -182,22 +182,30 @@ def _requirements() -> list[str]:
     return out
 
 
-#: Registered model names MLflow accepts everywhere (the store, the URI ``models:/NAME@ALIAS``, the file store).
-_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}")
-
-
 def check_model_name(name: Any) -> str:
-    """Refuse a registered-model name MLflow (or a ``models:/NAME@ALIAS`` URI) would refuse, before any work.
+    """Refuse a registered-model name that MLflow, or a ``models:/NAME@ALIAS`` URI, would refuse, before any work.
+
+    MLflow refuses empty names, ``/`` and ``:``, and names that are not one
+    plain path (``..``); ``@`` would end the name inside ``models:/NAME@champion``.
+
+    Returns
+    -------
+    str
+        ``name``, unchanged.
 
     Raises
     ------
     DataError
-        Saying what a name may hold and what came.
+        Saying what a name may not hold and what came.
     """
-    if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name) or ".." in name:
+    if not isinstance(name, str):
+        raise DataError(f"model name must be a string, got {type(name).__name__}")
+    bad = [c for c in ("/", ":", "@", "\\") if c in name]
+    if (not name.strip() or name != name.strip() or bad or name in (".", "..")
+            or posixpath.normpath(name) != name or any(ord(c) < 32 for c in name)):
         raise DataError(
-            f"model name {name!r}: expected 1-255 letters, digits, '_', '-' or '.', starting with a letter "
-            "or digit and without '..', '/', '@', ':' or spaces"
+            f"model name {name!r} would be refused by the MLflow registry: expected a non-empty name without "
+            "'/', ':', '@', '\\', control characters, surrounding spaces, or '.'/'..' alone"
         )
     return name
 
