@@ -333,3 +333,15 @@ def test_an_experiment_named_dotdot_stays_inside_the_artifact_store(tmp_path):
         log_json({"x": 1}, "probe.json")
     written = [p for p in tmp_path.rglob("probe.json")]
     assert written and all((store / "mlartifacts") in p.parents for p in written)
+
+
+def test_the_cli_refuses_a_bad_model_name_in_one_line_before_writing(tmp_path, capsys):
+    from item2vec.cli import main
+
+    events = tmp_path / "events.csv"
+    events.write_text("session_id,item_id,timestamp\n1,a,2024-01-01 00:00:00\n")
+    code = main(["retrain", "--events", str(events), "--model-name", "shop/daily",
+                 "--tracking-uri", f"sqlite:///{tmp_path}/db/mlflow.db"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "model name 'shop/daily'" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "db").exists()
