@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -345,3 +346,14 @@ def test_the_cli_refuses_a_bad_model_name_in_one_line_before_writing(tmp_path, c
     err = capsys.readouterr().err.strip()
     assert code == 2 and "model name 'shop/daily'" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "db").exists()
+
+
+def test_the_cli_follows_the_same_id_policy(int_served, tmp_path, capsys):
+    from item2vec.cli import main
+
+    path = int_served.embeddings.save(tmp_path / "emb")
+    assert main(["similar", "--model", str(path), "32902", "-k", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["32902"][0]["item_id"] == int_served.similar_items(32902, 2)[0].tolist()[0]
+    assert main(["similar", "--model", str(path), "abc"]) == 2
+    assert "this catalogue holds integer ids" in capsys.readouterr().err
