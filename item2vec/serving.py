@@ -344,15 +344,18 @@ class ServedModel:
             meta = json.loads((p / SERVED_JSON).read_text())
         except (OSError, ValueError) as e:
             raise CorruptModelError(f"{p / SERVED_JSON}: not readable JSON ({e})") from None
-        if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION or meta.get("kind") != KIND:
+        if not isinstance(meta, dict) or meta.get("format_version") not in (1, FORMAT_VERSION) \
+                or meta.get("kind") != KIND:
             meta = meta if isinstance(meta, dict) else {}
             raise FormatVersionError(
                 f"{p}: served model {meta.get('kind')!r} version {meta.get('format_version')!r}; "
-                f"this item2vec reads {KIND!r} version {FORMAT_VERSION}"
+                f"this item2vec reads {KIND!r} versions 1 and {FORMAT_VERSION}"
             )
-        verify_checksums(p)
+        legacy = meta["format_version"] == 1  # written before checksums; the next retrain replaces it
+        if not legacy:
+            verify_checksums(p)
         emb = ItemEmbeddings.load(p / "embeddings")
-        if meta.get("n_items") != len(emb):
+        if not legacy and meta.get("n_items") != len(emb):
             raise CorruptModelError(f"{p / SERVED_JSON}: n_items={meta.get('n_items')!r}, "
                                     f"embeddings/ holds {len(emb)} items")
         nxt = None
@@ -361,7 +364,7 @@ class ServedModel:
 
             nxt = load_next_model(p / "next_model", device="cpu")
         served = cls(emb, nxt, info=meta.get("info"))
-        if meta.get("id_type") != served.id_type:
+        if not legacy and meta.get("id_type") != served.id_type:
             raise CorruptModelError(f"{p / SERVED_JSON}: id_type={meta.get('id_type')!r}, "
                                     f"embeddings/ids.json holds {served.id_type} ids")
         return served

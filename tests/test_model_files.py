@@ -118,3 +118,41 @@ def test_next_model_weights_are_plain_arrays_and_checked(synthetic_data, tmp_pat
     _flip_bit(path / "weights.npz", offset=200)
     with pytest.raises(CorruptModelError, match=r"weights\.npz: sha256"):
         load_next_model(path)
+
+
+def test_format_1_directories_written_before_checksums_still_load(synthetic_data, tmp_path):
+    """A champion registered by an older item2vec must stay readable, or retraining could never replace it."""
+    import torch
+
+    from item2vec.nextitem import NextItemRecommender
+
+    data = synthetic_data
+    emb = ItemEmbeddings(data.vocab.ids, np.random.default_rng(0).normal(size=(data.n_items, 8)).astype(np.float32))
+    nxt = NextItemRecommender(vocab=data.vocab, epochs=1, hidden_size=8, embedding_dim=8, num_threads=1,
+                              show_progress=False).fit(data.train, n_items=data.n_items)
+    root = tmp_path / "served"
+    # the layout item2vec wrote before format 2, file by file
+    (root / "embeddings").mkdir(parents=True)
+    np.save(root / "embeddings" / "vectors.npy", emb.vectors)
+    (root / "embeddings" / "ids.json").write_text(json.dumps(emb.vocab.to_list()))
+    (root / "embeddings" / "meta.json").write_text(json.dumps(
+        {"format_version": 1, "kind": "item2vec.ItemEmbeddings", "n_items": len(emb), "dim": emb.dim,
+         "index_kind": "auto", "metadata": {}}))
+    new = nxt.save(tmp_path / "new")
+    meta = json.loads((new / "meta.json").read_text())
+    with np.load(new / "weights.npz") as z:
+        state = {k.removeprefix("state_dict/"): torch.from_numpy(z[k]) for k in z.files if k != "popularity"}
+        pop = torch.from_numpy(z["popularity"])
+    (root / "next_model").mkdir()
+    torch.save({**meta, "format_version": 1, "vocab": data.vocab.to_list(), "state_dict": state, "popularity": pop},
+               root / "next_model" / "checkpoint.pt")
+    (root / "served.json").write_text(json.dumps(
+        {"format_version": 1, "kind": "item2vec.ServedModel", "next_model": True, "info": {"run_id": "old"}}))
+
+    back = ServedModel.load(root)
+    assert back.info == {"run_id": "old"} and back.embeddings.vocab == emb.vocab
+    prefix = data.test[0][:3]
+    np.testing.assert_array_equal(back.next_model.score_batch([prefix]), nxt.score_batch([prefix]))
+    again = ServedModel.load(back.save(tmp_path / "resaved"))  # saving writes format 2, with checksums
+    assert (tmp_path / "resaved" / "next_model" / "weights.npz").exists()
+    np.testing.assert_array_equal(again.next_model.score_batch([prefix]), nxt.score_batch([prefix]))

@@ -33,6 +33,7 @@ FORMAT_VERSION = 2  # 2: checkpoint.json + weights.npz + checksums.json, nothing
 KIND = "item2vec.NextItemRecommender"
 CHECKPOINT = "checkpoint.json"
 WEIGHTS = "weights.npz"
+LEGACY_CHECKPOINT = "checkpoint.pt"  # format 1: read with torch's weights-only loader, never written
 
 _MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(NextItemConfig) if f.name != "n_items")
 _TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
@@ -369,6 +370,9 @@ class NextItemRecommender(Recommender):
     def load(cls, path: str | os.PathLike[str], device: str | None = None) -> NextItemRecommender:
         """Read a directory written by :meth:`save` (checksums verified, nothing unpickled).
 
+        A format-1 directory (``checkpoint.pt``, written before checksums) is
+        read with ``torch.load(weights_only=True)``; saving it again writes format 2.
+
         Raises
         ------
         FileNotFoundError
@@ -382,27 +386,30 @@ class NextItemRecommender(Recommender):
         from item2vec.exceptions import CorruptModelError
 
         p = Path(path)
-        if not (p / CHECKPOINT).exists():
+        if not (p / CHECKPOINT).exists() and (p / LEGACY_CHECKPOINT).exists():
+            ckpt, arrays = _read_legacy(p)
+        elif not (p / CHECKPOINT).exists():
             raise FileNotFoundError(
                 f"{str(p)!r} is not a next-item model directory (no {CHECKPOINT}); "
                 "create one with `item2vec train-next`"
             )
-        try:
-            ckpt = json.loads((p / CHECKPOINT).read_text())
-        except (OSError, ValueError) as e:
-            raise CorruptModelError(f"{p / CHECKPOINT}: not readable JSON ({e})") from None
-        if not isinstance(ckpt, dict) or ckpt.get("format_version") != FORMAT_VERSION or ckpt.get("kind") != KIND:
-            ckpt = ckpt if isinstance(ckpt, dict) else {}
-            raise FormatVersionError(
-                f"{p}: checkpoint {ckpt.get('kind')!r} version {ckpt.get('format_version')!r}; "
-                f"this item2vec reads {KIND!r} version {FORMAT_VERSION}"
-            )
-        verify_checksums(p)
-        try:
-            with np.load(p / WEIGHTS, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError) as e:
-            raise CorruptModelError(f"{p / WEIGHTS}: not arrays saved by numpy ({e})") from None
+        else:
+            try:
+                ckpt = json.loads((p / CHECKPOINT).read_text())
+            except (OSError, ValueError) as e:
+                raise CorruptModelError(f"{p / CHECKPOINT}: not readable JSON ({e})") from None
+            if not isinstance(ckpt, dict) or ckpt.get("format_version") != FORMAT_VERSION or ckpt.get("kind") != KIND:
+                ckpt = ckpt if isinstance(ckpt, dict) else {}
+                raise FormatVersionError(
+                    f"{p}: checkpoint {ckpt.get('kind')!r} version {ckpt.get('format_version')!r}; "
+                    f"this item2vec reads {KIND!r} version {FORMAT_VERSION}"
+                )
+            verify_checksums(p)
+            try:
+                with np.load(p / WEIGHTS, allow_pickle=False) as z:
+                    arrays = {k: z[k] for k in z.files}
+            except (OSError, ValueError, EOFError) as e:
+                raise CorruptModelError(f"{p / WEIGHTS}: not arrays saved by numpy ({e})") from None
         params = dict(ckpt["params"])
         init, freeze, vf = params.pop("init"), params.pop("freeze"), params.pop("valid_fraction")
         if device is not None:
@@ -435,6 +442,20 @@ class NextItemRecommender(Recommender):
             examples_per_second=float(ckpt["examples_per_second"]),
         )
         return self
+
+
+def _read_legacy(p: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A format-1 directory (``checkpoint.pt``, before checksums), read with torch's weights-only loader."""
+    ckpt = torch.load(p / LEGACY_CHECKPOINT, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format_version") != 1 or ckpt.get("kind") != KIND:
+        ckpt = ckpt if isinstance(ckpt, dict) else {}
+        raise FormatVersionError(
+            f"{p}: checkpoint {ckpt.get('kind')!r} version {ckpt.get('format_version')!r}; "
+            f"this item2vec reads {KIND!r} versions 1 and {FORMAT_VERSION}"
+        )
+    arrays = {f"state_dict/{k}": v.numpy() for k, v in ckpt.pop("state_dict").items()}
+    arrays["popularity"] = ckpt.pop("popularity").numpy()
+    return ckpt, arrays
 
 
 def load_next_model(path: str | os.PathLike[str], device: str | None = None) -> NextItemRecommender:
