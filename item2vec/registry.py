@@ -33,6 +33,8 @@ from typing import Any
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from item2vec.exceptions import DataError, FormatVersionError, Item2VecError
 from item2vec.serving import ServedModel, ServedRecommender
@@ -69,9 +71,6 @@ class Item2VecPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """Answer a table of requests; a bad request raises an MLflow ``INVALID_PARAMETER_VALUE`` (HTTP 400)."""
-        from mlflow.exceptions import MlflowException
-        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-
         params = dict(params or {})
         filter_items = params.get("filter_items")
         try:
@@ -82,8 +81,27 @@ class Item2VecPyfunc(mlflow.pyfunc.PythonModel):
                 exclude_session=bool(params.get("exclude_session", False)),
             )
         except (Item2VecError, ValueError, TypeError) as e:
-            # one sentence, no server stack trace in the answer
-            raise MlflowException(str(e), error_code=INVALID_PARAMETER_VALUE) from None
+            raise _BadRequest(str(e)) from None
+
+
+class _BadRequest(MlflowException):
+    """A request the model refuses: HTTP 400 whose message is the one sentence given, with no stack trace.
+
+    MLflow's scoring server rewrites ``message`` to prepend the whole request's
+    data; this message ignores that rewrite, so the answer stays one sentence.
+    """
+
+    def __init__(self, sentence: str) -> None:
+        self._sentence = sentence
+        super().__init__(sentence, error_code=INVALID_PARAMETER_VALUE)
+
+    @property
+    def message(self) -> str:
+        return self._sentence
+
+    @message.setter
+    def message(self, value: str) -> None:
+        pass
 
 
 def _int_param(k: Any) -> Any:

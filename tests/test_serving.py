@@ -172,8 +172,11 @@ def test_k_of_zero_is_a_400_with_one_sentence_and_no_stack_trace(server):
     body = json.dumps({"dataframe_records": [{"item_id": "x"}], "params": {"k": 0}})
     status, out = _post(f"{server}/invocations", body.encode())
     assert status == 400
-    assert "k must be a positive integer, got 0" in out["message"]
+    assert out["message"] == "k must be a positive integer, got 0"
     assert "stack_trace" not in out and "Traceback" not in json.dumps(out)
+    body = json.dumps({"dataframe_records": [{"product": "x"}]})
+    status, out = _post(f"{server}/invocations", body.encode())
+    assert status == 400 and out["message"].startswith("expected a column 'item_id'") and "stack_trace" not in out
 
 
 def test_instances_and_inputs_get_flat_answers(server, registered):
