@@ -236,6 +236,10 @@ def test_requests_as_records_and_columns(int_served):
     for req in ([{"item_id": a}, {"item_id": b}], {"item_id": [a, b]}, {"item_id": np.array([a, b])},
                 pd.DataFrame({"item_id": [[a, b]]})):
         pd.testing.assert_frame_equal(int_served.predict_frame(req, k=2), want)
+    # pandas' nullable integers: a gap is pd.NA, not a float
+    mixed = pd.DataFrame({"item_id": pd.array([a, None], dtype="Int64"), "session": [None, [a, None, b]]})
+    out = int_served.predict_frame(mixed, k=2)
+    assert out["item_ids"][0] == want["item_ids"][0] and out["item_ids"][1] == int_served.recommend([a, b], 2)[0].tolist()
 
 
 @pytest.mark.parametrize("use_next", [False, True])
