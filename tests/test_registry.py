@@ -204,6 +204,13 @@ def test_int_catalogue_takes_both_spellings_and_names_its_type(int_served):
         int_served.similar_items(99999, 3)
 
 
+def test_plain_embeddings_name_the_catalogue_type_of_an_unknown_id(int_served, str_served):
+    with pytest.raises(UnknownItemError, match=r"'32902' \(str\): this catalogue holds integer ids"):
+        int_served.embeddings.similar_items("32902", 2)
+    with pytest.raises(UnknownItemError, match=r"71053 \(int\): this catalogue holds string ids"):
+        str_served.embeddings.similar_items(71053, 2)
+
+
 def test_str_catalogue_takes_both_spellings_and_names_its_type(str_served):
     want = str_served.similar_items("71053", 3)[0]
     assert all(isinstance(x, str) for x in want.tolist())
