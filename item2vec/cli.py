@@ -218,16 +218,10 @@ def _titles(data_dir: str | None) -> dict[Any, str]:
 
 def _cmd_similar(a: argparse.Namespace) -> int:
     from item2vec.embeddings import ItemEmbeddings
-    from item2vec.exceptions import UnknownItemError
+    from item2vec.serving import ServedModel
 
     emb = ItemEmbeddings.load(a.model)
-    queries: list[Any] = list(a.items)
-    if emb.ids.dtype.kind in "iu":
-        try:
-            queries = [int(q) for q in queries]
-        except ValueError:
-            bad = next(q for q in queries if not q.lstrip("-").isdigit())
-            raise UnknownItemError(bad, f"unknown item id {bad!r}: this model's ids are integers") from None
+    queries: list[Any] = [ServedModel(emb).to_id(q) for q in a.items]  # the served model's id policy
     ids, scores = emb.similar_items(queries, k=a.k)
     titles = _titles(a.data or emb.metadata.get("data_dir"))
     if a.json:

@@ -37,7 +37,7 @@ from item2vec.index import ExactIndex, HNSWIndex, IndexKind, build_index, load_i
 
 __all__ = ["Item2Vec", "Item2VecConfig", "ItemEmbeddings"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: checksums.json
 
 
 # ---------------------------------------------------------------------------
@@ -254,15 +254,18 @@ class ItemEmbeddings:
 
     # -- persistence -------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``vectors.npy``, ``ids.json``, ``meta.json`` and the index, atomically.
+        """Write ``vectors.npy``, ``ids.json``, ``meta.json``, the index and ``checksums.json``, atomically.
 
         The approximate index goes to ``index/`` when one was built or when the
         default index resolves to it (large catalogues: the build happens here,
-        in the batch job, not in the server that loads the model).
+        in the batch job, not in the server that loads the model). Nothing is
+        pickled; ``checksums.json`` holds the sha256 of every file.
         """
+        from item2vec._io import write_checksums
+
         ann = "ann" in self._indexes or resolve_kind(self.index_kind, len(self)) == "ann"
         with atomic_dir(path) as tmp:
-            np.save(tmp / "vectors.npy", self.vectors)
+            np.save(tmp / "vectors.npy", np.ascontiguousarray(self.vectors), allow_pickle=False)
             (tmp / "ids.json").write_text(json.dumps(self.vocab.to_list()))
             if ann:
                 self.get_index("ann").save(tmp / "index")  # type: ignore[union-attr]
@@ -271,25 +274,65 @@ class ItemEmbeddings:
                 "kind": "item2vec.ItemEmbeddings",
                 "n_items": len(self),
                 "dim": self.dim,
+                "id_type": "int" if self.ids.dtype.kind in "iu" else "str",
                 "index_kind": self.index_kind,
                 "metadata": self.metadata,
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+            write_checksums(tmp)
         return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], mmap: bool = False) -> ItemEmbeddings:
-        """Read a directory written by :meth:`save` (``mmap=True`` maps the vectors)."""
+        """Read a directory written by :meth:`save` (``mmap=True`` maps the vectors).
+
+        Every file is checked against ``checksums.json`` before it is read, and
+        the files against each other (one unique id per row, ``n_items`` and
+        ``dim`` as ``meta.json`` says).
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` holds no ``meta.json``.
+        FormatVersionError
+            If the directory was written in a format this item2vec does not read.
+        CorruptModelError
+            Naming the file that fails its checksum or does not match the others.
+        """
+        from item2vec._io import verify_checksums
+        from item2vec.exceptions import CorruptModelError
+
         p = Path(path)
         if not (p / "meta.json").exists():
             raise FileNotFoundError(f"{str(p)!r} is not an item2vec model directory (no meta.json)")
-        meta = json.loads((p / "meta.json").read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
+        meta = _read_json(p / "meta.json", dict)
+        version = meta.get("format_version")
+        if version not in (1, FORMAT_VERSION):
             raise FormatVersionError(
-                f"{p}: model format version {meta.get('format_version')!r}, this item2vec reads {FORMAT_VERSION}"
+                f"{p}: model format version {version!r}, this item2vec reads 1 and {FORMAT_VERSION}"
             )
-        vectors = np.load(p / "vectors.npy", mmap_mode="r" if mmap else None)
-        ids = ItemVocab.from_list(json.loads((p / "ids.json").read_text()))
+        if version == FORMAT_VERSION:  # version 1 had no checksums
+            verify_checksums(p)
+        try:
+            vectors = np.load(p / "vectors.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise CorruptModelError(f"{p / 'vectors.npy'}: not a float array saved by numpy ({e})") from None
+        if vectors.ndim != 2 or vectors.shape[0] == 0 or vectors.dtype.kind != "f":
+            raise CorruptModelError(
+                f"{p / 'vectors.npy'}: expected a non-empty 2-D float array, got shape {vectors.shape} {vectors.dtype}"
+            )
+        id_list = _read_json(p / "ids.json", list)
+        n_items, dim = meta.get("n_items", vectors.shape[0]), meta.get("dim", vectors.shape[1])
+        if len(id_list) != n_items:
+            raise CorruptModelError(f"{p / 'ids.json'}: {len(id_list)} ids, meta.json says n_items={n_items}")
+        if vectors.shape != (n_items, dim):
+            raise CorruptModelError(
+                f"{p / 'vectors.npy'}: shape {vectors.shape}, meta.json says ({n_items}, {dim})"
+            )
+        try:
+            ids = ItemVocab.from_list(id_list)
+        except DataError as e:
+            raise CorruptModelError(f"{p / 'ids.json'}: {e}") from None
         emb = cls(ids, vectors, metadata=meta.get("metadata"))
         emb.index_kind = meta.get("index_kind", "auto")
         if (p / "index" / "index.json").exists():
@@ -320,6 +363,19 @@ class ItemEmbeddings:
 
 # ---------------------------------------------------------------------------
 # the estimator
+
+def _read_json(path: Path, kind: type) -> Any:
+    """A JSON file of a model directory, as ``kind``; :class:`CorruptModelError` naming it otherwise."""
+    from item2vec.exceptions import CorruptModelError
+
+    try:
+        out = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CorruptModelError(f"{path}: not readable JSON ({e})") from None
+    if not isinstance(out, kind):
+        raise CorruptModelError(f"{path}: expected a JSON {kind.__name__}, got {type(out).__name__}")
+    return out
+
 # ---------------------------------------------------------------------------
 @dataclass
 class Item2VecConfig(DictConfig):

@@ -21,6 +21,7 @@ __all__ = [
     "DataWarning",
     "TimestampWarning",
     "SplitWarning",
+    "CorruptModelError",
 ]
 
 
@@ -93,3 +94,7 @@ class TimestampWarning(DataWarning):
 
 class SplitWarning(DataWarning):
     """A split is tiny or lopsided."""
+
+
+class CorruptModelError(Item2VecError, ValueError):
+    """A saved model file does not match its checksum or its siblings (the message names the file)."""

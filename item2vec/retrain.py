@@ -128,9 +128,11 @@ class RetrainConfig(DictConfig):
     def __post_init__(self) -> None:
         from item2vec.data import PrepareConfig
         from item2vec.embeddings import Item2VecConfig
+        from item2vec.registry import check_model_name
 
         PrepareConfig.from_dict(self.prepare)
         Item2VecConfig.from_dict(self.item2vec)
+        check_model_name(self.model_name)  # refused before any training, not at `register`
         self.gating_k  # noqa: B018 - validates the metric name
         if self.k <= 0 or self.stability_k <= 0:
             raise ValueError(f"k and stability_k must be positive, got {self.k}, {self.stability_k}")

@@ -82,6 +82,8 @@ def default_artifact_location(tracking_uri: str, experiment: str) -> str | None:
     if db is None:
         return None
     safe = re.sub(r"[^\w.-]+", "_", experiment)
+    if not safe.strip("."):  # "." or ".." would put the artifacts in or beside mlartifacts/, not under it
+        safe = safe.replace(".", "_")
     return (db.resolve().parent / "mlartifacts" / safe).as_uri()
 
 

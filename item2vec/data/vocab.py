@@ -102,7 +102,9 @@ class ItemVocab:
         try:
             return self._index[self._key(item)]
         except (KeyError, TypeError):
-            raise UnknownItemError(item) from None
+            kind = "integer" if self._ids.dtype.kind in "iu" else "string"
+            raise UnknownItemError(item, f"unknown item id {item!r} ({type(item).__name__}): "
+                                         f"this catalogue holds {kind} ids and does not know it") from None
 
     def indices(self, items: Iterable[Any], missing: MissingPolicy = "raise") -> np.ndarray:
         """Indices of many external ids.

@@ -29,9 +29,11 @@ from item2vec.nextitem.train import EpochCallback, TrainConfig, Trainer, TrainRe
 
 __all__ = ["NextItemRecommender", "load_next_model"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: checkpoint.json + weights.npz + checksums.json, nothing pickled
 KIND = "item2vec.NextItemRecommender"
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = "checkpoint.json"
+WEIGHTS = "weights.npz"
+LEGACY_CHECKPOINT = "checkpoint.pt"  # format 1: read with torch's weights-only loader, never written
 
 _MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(NextItemConfig) if f.name != "n_items")
 _TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
@@ -329,12 +331,15 @@ class NextItemRecommender(Recommender):
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write a self-describing checkpoint directory atomically.
+        """Write a self-describing model directory atomically; nothing in it is pickled.
 
-        ``checkpoint.pt`` holds the config, vocabulary, state_dict, kept epoch,
-        validation metrics and popularity (loadable with ``weights_only=True``);
-        ``meta.json`` repeats the plain facts for people and tools.
+        ``checkpoint.json`` holds the config, vocabulary, kept epoch, validation
+        metrics and training facts; ``weights.npz`` the state_dict and the
+        popularity as plain arrays; ``meta.json`` repeats the plain facts for
+        people and tools; ``checksums.json`` the sha256 of every file.
         """
+        from item2vec._io import write_checksums
+
         self._check_fitted()
         res: TrainResult = self.train_result_
         meta = {
@@ -350,20 +355,23 @@ class NextItemRecommender(Recommender):
             "train_seconds": res.seconds,
             "examples_per_second": res.examples_per_second,
         }
-        ckpt = {
-            **meta,
-            "vocab": None if self.vocab is None else self.vocab.to_list(),
-            "state_dict": {k: v.detach().cpu() for k, v in self.model_.state_dict().items()},
-            "popularity": torch.from_numpy(np.asarray(self.popularity_, dtype=np.float64)),
-        }
+        ckpt = {**meta, "vocab": None if self.vocab is None else self.vocab.to_list()}
+        arrays = {f"state_dict/{k}": v.detach().cpu().numpy() for k, v in self.model_.state_dict().items()}
+        arrays["popularity"] = np.asarray(self.popularity_, dtype=np.float64)
         with atomic_dir(path) as tmp:
-            torch.save(ckpt, tmp / CHECKPOINT)
+            with open(tmp / WEIGHTS, "wb") as fh:
+                np.savez(fh, allow_pickle=False, **arrays)
+            (tmp / CHECKPOINT).write_text(json.dumps(ckpt, default=str))
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+            write_checksums(tmp)
         return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str | None = None) -> NextItemRecommender:
-        """Read a directory written by :meth:`save` (``weights_only=True``).
+        """Read a directory written by :meth:`save` (checksums verified, nothing unpickled).
+
+        A format-1 directory (``checkpoint.pt``, written before checksums) is
+        read with ``torch.load(weights_only=True)``; saving it again writes format 2.
 
         Raises
         ------
@@ -371,34 +379,60 @@ class NextItemRecommender(Recommender):
             If ``path`` holds no checkpoint.
         FormatVersionError
             If the checkpoint's format version or kind is not this one.
+        CorruptModelError
+            Naming the file that fails its checksum or does not fit the model.
         """
+        from item2vec._io import verify_checksums
+        from item2vec.exceptions import CorruptModelError
+
         p = Path(path)
-        if not (p / CHECKPOINT).exists():
+        if not (p / CHECKPOINT).exists() and (p / LEGACY_CHECKPOINT).exists():
+            ckpt, arrays = _read_legacy(p)
+        elif not (p / CHECKPOINT).exists():
             raise FileNotFoundError(
                 f"{str(p)!r} is not a next-item model directory (no {CHECKPOINT}); "
                 "create one with `item2vec train-next`"
             )
-        ckpt = torch.load(p / CHECKPOINT, map_location="cpu", weights_only=True)
-        if ckpt.get("format_version") != FORMAT_VERSION or ckpt.get("kind") != KIND:
-            raise FormatVersionError(
-                f"{p}: checkpoint {ckpt.get('kind')!r} version {ckpt.get('format_version')!r}; "
-                f"this item2vec reads {KIND!r} version {FORMAT_VERSION}"
-            )
+        else:
+            try:
+                ckpt = json.loads((p / CHECKPOINT).read_text())
+            except (OSError, ValueError) as e:
+                raise CorruptModelError(f"{p / CHECKPOINT}: not readable JSON ({e})") from None
+            if not isinstance(ckpt, dict) or ckpt.get("format_version") != FORMAT_VERSION or ckpt.get("kind") != KIND:
+                ckpt = ckpt if isinstance(ckpt, dict) else {}
+                raise FormatVersionError(
+                    f"{p}: checkpoint {ckpt.get('kind')!r} version {ckpt.get('format_version')!r}; "
+                    f"this item2vec reads {KIND!r} version {FORMAT_VERSION}"
+                )
+            verify_checksums(p)
+            try:
+                with np.load(p / WEIGHTS, allow_pickle=False) as z:
+                    arrays = {k: z[k] for k in z.files}
+            except (OSError, ValueError, EOFError) as e:
+                raise CorruptModelError(f"{p / WEIGHTS}: not arrays saved by numpy ({e})") from None
         params = dict(ckpt["params"])
         init, freeze, vf = params.pop("init"), params.pop("freeze"), params.pop("valid_fraction")
         if device is not None:
             params["device"] = device
         vocab = None if ckpt["vocab"] is None else ItemVocab.from_list(ckpt["vocab"])
+        n_items = int(ckpt["n_items"])
+        if vocab is not None and len(vocab) != n_items:
+            raise CorruptModelError(f"{p / CHECKPOINT}: {len(vocab)} vocabulary ids for n_items={n_items}")
         self = cls(vocab=vocab, init=init, freeze=freeze, valid_fraction=vf, **params)
         self.config_ = NextItemConfig.from_dict(ckpt["config"])
         model = NextItemModel(self.config_)
-        model.load_state_dict(ckpt["state_dict"])
+        state = {k.removeprefix("state_dict/"): torch.from_numpy(v) for k, v in arrays.items()
+                 if k.startswith("state_dict/")}
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            raise CorruptModelError(f"{p / WEIGHTS}: the weights do not fit the model in {CHECKPOINT} ({e})") from None
         model.embedding.weight.requires_grad_(not freeze)
         dev = resolve_device(params.get("device"))
         self.model_ = model.to(dev).eval()
         self.device_ = dev
-        self.n_items_ = int(ckpt["n_items"])
-        self.popularity_ = ckpt["popularity"].numpy()
+        self.n_items_ = n_items
+        self.popularity_ = arrays["popularity"]
         self.train_result_ = TrainResult(
             history=list(ckpt["history"]),
             best_epoch=int(ckpt["epoch"]),
@@ -408,6 +442,20 @@ class NextItemRecommender(Recommender):
             examples_per_second=float(ckpt["examples_per_second"]),
         )
         return self
+
+
+def _read_legacy(p: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A format-1 directory (``checkpoint.pt``, before checksums), read with torch's weights-only loader."""
+    ckpt = torch.load(p / LEGACY_CHECKPOINT, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format_version") != 1 or ckpt.get("kind") != KIND:
+        ckpt = ckpt if isinstance(ckpt, dict) else {}
+        raise FormatVersionError(
+            f"{p}: checkpoint {ckpt.get('kind')!r} version {ckpt.get('format_version')!r}; "
+            f"this item2vec reads {KIND!r} versions 1 and {FORMAT_VERSION}"
+        )
+    arrays = {f"state_dict/{k}": v.numpy() for k, v in ckpt.pop("state_dict").items()}
+    arrays["popularity"] = ckpt.pop("popularity").numpy()
+    return ckpt, arrays
 
 
 def load_next_model(path: str | os.PathLike[str], device: str | None = None) -> NextItemRecommender:

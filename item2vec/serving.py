@@ -1,0 +1,469 @@
+"""The served object: similar items and next items in external ids, and the requests a server passes it.
+
+:class:`ServedModel` is what a user or a server talks to:
+``similar_items(product_id, k)`` and ``recommend(session, k)``, both in external
+ids, both returning ``(ids, scores)``. It is saved as one directory
+(``embeddings/``, optionally ``next_model/``, ``served.json``, ``checksums.json``)
+which :func:`item2vec.registry.log_model` ships as the artifact of an MLflow
+``pyfunc`` model.
+
+**Ids** keep the type they have in the data: a catalogue holds either integer or
+string ids. A query in the other spelling is translated (``"32902"`` finds
+``32902``, ``7`` finds ``"7"``, and ``13931.0``, what pandas makes of an integer
+column with a gap, finds ``13931``); anything else is unknown, and the message
+says which type the catalogue holds.
+
+**Requests** (:meth:`ServedModel.predict_frame`): a table with an ``item_id``
+column (similar items) and/or a ``session`` column (a list of ids; the next
+items), as a DataFrame, a list of records or a dict of columns. Options:
+``k`` (> 0), ``filter_items`` (ids never to return) and ``exclude_session``
+(leave out items already in the session). Each row gets ``query``,
+``item_ids``, ``scores``, ``unknown`` and ``n_ignored``: an id (or a session) the
+model does not know gets empty lists and ``unknown=True``, never an error;
+session entries that are null or unknown are skipped and counted in
+``n_ignored``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from item2vec._io import atomic_dir, verify_checksums, write_checksums
+from item2vec.base import Recommender, check_k
+from item2vec.data.vocab import ItemVocab
+from item2vec.embeddings import ItemEmbeddings
+from item2vec.exceptions import CorruptModelError, DataError, FormatVersionError, UnknownItemError
+from item2vec.index import normalize
+
+__all__ = ["ServedModel", "ServedRecommender", "is_null"]
+
+FORMAT_VERSION = 2  # 2: checksums.json, next model without pickles
+KIND = "item2vec.ServedModel"
+SERVED_JSON = "served.json"
+
+
+def is_null(x: Any) -> bool:
+    """``None``, NaN, ``pandas.NA`` / ``NaT``: what a missing id looks like after JSON, pandas or numpy."""
+    if x is None:
+        return True
+    if isinstance(x, (float, np.floating)):
+        return math.isnan(x)
+    try:
+        import pandas as pd
+
+        return x is pd.NA or x is pd.NaT
+    except ImportError:  # pragma: no cover - pandas ships with item2vec
+        return False
+
+
+class ServedModel:
+    """Similar items (item2vec) and next items (a next-item model, else item2vec) in external ids.
+
+    Parameters
+    ----------
+    embeddings : ItemEmbeddings
+    next_model : Recommender, optional
+        A servable recommender (``.vocab``, ``.recommend(idx_prefix, k)``,
+        ``.score_batch``, ``.save(dir)``), trained with ``vocab=`` so it can map
+        external ids. Without it, :meth:`recommend` answers with the neighbours
+        of the session's last known item.
+    info : dict, optional
+        Free-form facts saved alongside (run id, data range, metrics).
+    """
+
+    def __init__(self, embeddings: ItemEmbeddings, next_model: Any = None, info: dict[str, Any] | None = None) -> None:
+        if not isinstance(embeddings, ItemEmbeddings):
+            raise TypeError(f"embeddings must be an ItemEmbeddings, got {type(embeddings).__name__}")
+        if next_model is not None and getattr(next_model, "vocab", None) is None:
+            raise DataError("the next-item model has no vocab; train it with vocab=SessionData.vocab to serve it")
+        self.embeddings = embeddings
+        self.next_model = next_model
+        self.info = dict(info or {})
+
+    def __repr__(self) -> str:
+        nxt = type(self.next_model).__name__ if self.next_model is not None else "item2vec last-item"
+        return f"ServedModel(n_items={len(self.embeddings)}, dim={self.embeddings.dim}, ids={self.id_type}, next={nxt})"
+
+    # -- the id policy -------------------------------------------------------------------
+    @property
+    def ids_are_int(self) -> bool:
+        """Whether the catalogue holds integer ids (else strings)."""
+        return self.embeddings.ids.dtype.kind in "iu"
+
+    @property
+    def id_type(self) -> str:
+        """``"int"`` or ``"str"``: the type of the catalogue's ids."""
+        return "int" if self.ids_are_int else "str"
+
+    def _unknown(self, item: Any) -> UnknownItemError:
+        kind = "integer" if self.ids_are_int else "string"
+        return UnknownItemError(item, f"unknown item id {item!r} ({type(item).__name__}): "
+                                      f"this catalogue holds {kind} ids and does not know it")
+
+    def to_id(self, item: Any) -> Any:
+        """``item`` as this catalogue spells ids.
+
+        Integer catalogues take ints, integer strings (``"32902"``) and whole
+        floats (``13931.0``); string catalogues take strings, ints and whole
+        floats (as their decimal string).
+
+        Raises
+        ------
+        UnknownItemError
+            When ``item`` cannot be an id of this catalogue (a null, a bool, a
+            fraction, a word for an integer catalogue); the message says which
+            type the catalogue holds.
+        """
+        if isinstance(item, np.generic):
+            item = item.item()
+        if isinstance(item, bool) or is_null(item):
+            raise self._unknown(item)
+        if isinstance(item, float):
+            if not item.is_integer():
+                raise self._unknown(item)
+            item = int(item)
+        if self.ids_are_int:
+            if isinstance(item, int):
+                return item
+            if isinstance(item, str):
+                text = item.strip()
+                if text.lstrip("-+").isdigit() and text.isascii():
+                    return int(text)
+            raise self._unknown(item)
+        if isinstance(item, str):
+            return item
+        if isinstance(item, int):
+            return str(item)
+        raise self._unknown(item)
+
+    def _ids(self, items: Iterable[Any] | None) -> list[Any]:
+        """Known ids of ``items`` in this catalogue's spelling; nulls and ids of no possible spelling dropped."""
+        out = []
+        for x in items if items is not None else ():
+            try:
+                out.append(self.to_id(x))
+            except UnknownItemError:
+                continue
+        return out
+
+    # -- queries ---------------------------------------------------------------------------
+    def similar_items(
+        self, product_id: Any, k: int = 10, filter_items: Iterable[Any] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` items most similar to ``product_id`` (cosine), best first.
+
+        Parameters
+        ----------
+        product_id : int or str
+            In either spelling (see :meth:`to_id`).
+        k : int
+        filter_items : iterable of ids, optional
+            Ids never to return.
+
+        Raises
+        ------
+        UnknownItemError
+            (a ``KeyError``) naming the id when the model does not know it.
+        ValueError
+            If ``k <= 0``.
+        """
+        k = check_k(k)
+        item = self.to_id(product_id)
+        if item not in self.embeddings:
+            raise self._unknown(product_id)
+        return self.embeddings.similar_items(item, k=k, filter_items=self._ids(filter_items) or None)
+
+    def recommend(
+        self,
+        session: Sequence[Any],
+        k: int = 10,
+        filter_items: Iterable[Any] | None = None,
+        exclude_session: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` most likely next items after ``session`` (external ids, oldest first).
+
+        Null entries and items the model does not know are skipped.
+
+        Parameters
+        ----------
+        session : list of ids
+        k : int
+        filter_items : iterable of ids, optional
+            Ids never to return.
+        exclude_session : bool
+            Leave out the items already in the session.
+
+        Raises
+        ------
+        UnknownItemError
+            When no item of the session is known.
+        ValueError
+            For an empty session or ``k <= 0``.
+        """
+        k = check_k(k)
+        if isinstance(session, (str, bytes)) or not isinstance(session, (Sequence, np.ndarray)):
+            raise TypeError(f"session must be a list of item ids, got {type(session).__name__}")
+        if len(session) == 0:
+            raise ValueError("session is empty; expected at least one item id")
+        items = self._ids(session)
+        banned = self._ids(filter_items) + (items if exclude_session else [])
+        if self.next_model is not None:
+            vocab = self.next_model.vocab
+            idx = vocab.indices(items, missing="drop")
+            if len(idx) == 0:
+                raise UnknownItemError(list(session)[-1], f"none of the session's items is known: {list(session)!r}")
+            drop = set(vocab.indices(banned, missing="drop").tolist())
+            found, scores = self.next_model.recommend(idx, k + len(drop))
+            keep = np.isfinite(scores) & ~np.isin(found, list(drop))
+            return vocab.lookup(found[keep][:k]), scores[keep][:k]
+        known = [x for x in items if x in self.embeddings]
+        if not known:
+            raise UnknownItemError(list(session)[-1], f"none of the session's items is known: {list(session)!r}")
+        return self.embeddings.similar_items(known[-1], k=k, filter_items=banned or None)
+
+    def recommender(self, vocab: ItemVocab) -> ServedRecommender:
+        """This model as a :class:`~item2vec.base.Recommender` over another vocabulary (unfitted)."""
+        return ServedRecommender(self, vocab)
+
+    # -- requests ---------------------------------------------------------------------------
+    def predict_frame(
+        self,
+        frame: Any,
+        k: int = 10,
+        filter_items: Iterable[Any] | None = None,
+        exclude_session: bool = False,
+    ) -> Any:
+        """Answer a table of requests; see the module docstring.
+
+        Parameters
+        ----------
+        frame : DataFrame, list of dicts or dict of columns
+            An ``item_id`` and/or a ``session`` column.
+        k : int
+        filter_items : iterable of ids, optional
+        exclude_session : bool
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per request (per id when an ``item_id`` cell holds a list):
+            ``query``, ``item_ids``, ``scores``, ``unknown``, ``n_ignored``.
+
+        Raises
+        ------
+        DataError
+            A table with neither column, or a row with neither value.
+        ValueError
+            If ``k`` is not a positive integer.
+        """
+        import pandas as pd
+
+        k = check_k(k)
+        frame = _to_frame(frame)
+        has_item, has_session = "item_id" in frame.columns, "session" in frame.columns
+        if not (has_item or has_session):
+            raise DataError(
+                f"expected a column 'item_id' (similar items) or 'session' (next items), got {list(frame.columns)}"
+            )
+        banned = self._ids(_as_list(filter_items))
+        rows = []
+        for rec in frame.to_dict(orient="records"):
+            session = rec.get("session") if has_session else None
+            if not _missing(session):
+                rows.append(self._answer_session(session, k, banned, bool(exclude_session)))
+                continue
+            item = rec.get("item_id") if has_item else None
+            if _missing(item):
+                raise DataError(f"a request row has neither an item_id nor a session: {rec!r}")
+            # a list of ids in one cell ({"inputs": {"item_id": [a, b]}}): one flat answer row per id
+            for one in _as_list(item):
+                rows.append(self._answer_item(one, k, banned))
+        return pd.DataFrame(rows, columns=["query", "item_ids", "scores", "unknown", "n_ignored"])
+
+    def _answer_item(self, item: Any, k: int, banned: list[Any]) -> dict[str, Any]:
+        try:
+            ids, scores = self.similar_items(item, k, filter_items=banned)
+        except UnknownItemError:
+            return {"query": "item_id", "item_ids": [], "scores": [], "unknown": True, "n_ignored": 0}
+        return {"query": "item_id", "item_ids": ids.tolist(), "scores": np.round(scores, 6).tolist(),
+                "unknown": False, "n_ignored": 0}
+
+    def _answer_session(self, session: Any, k: int, banned: list[Any], exclude: bool) -> dict[str, Any]:
+        entries = _as_list(session)
+        items = self._ids(entries)
+        vocab = self.next_model.vocab if self.next_model is not None else self.embeddings.vocab
+        known = [x for x in items if x in vocab]
+        n_ignored = len(entries) - len(known)
+        if not known:
+            return {"query": "session", "item_ids": [], "scores": [], "unknown": True, "n_ignored": n_ignored}
+        ids, scores = self.recommend(known, k, filter_items=banned, exclude_session=exclude)
+        return {"query": "session", "item_ids": ids.tolist(), "scores": np.round(scores, 6).tolist(),
+                "unknown": False, "n_ignored": n_ignored}
+
+    # -- persistence ------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``embeddings/``, ``next_model/`` (when there is one), ``served.json`` and ``checksums.json``."""
+        with atomic_dir(path) as tmp:
+            self.embeddings.save(tmp / "embeddings")
+            if self.next_model is not None:
+                self.next_model.save(tmp / "next_model")
+            meta = {"format_version": FORMAT_VERSION, "kind": KIND, "id_type": self.id_type,
+                    "n_items": len(self.embeddings), "next_model": self.next_model is not None, "info": self.info}
+            (tmp / SERVED_JSON).write_text(json.dumps(meta, indent=2, default=str))
+            write_checksums(tmp)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ServedModel:
+        """Read a directory written by :meth:`save` (or a bare ItemEmbeddings directory).
+
+        Every file is checked against ``checksums.json``; nothing is unpickled.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` holds neither a served model nor embeddings.
+        FormatVersionError
+            If the directory was written in a format this item2vec does not read.
+        CorruptModelError
+            Naming the file that fails its checksum or does not match the others.
+        """
+        p = Path(path)
+        if (p / "meta.json").exists() and not (p / SERVED_JSON).exists():
+            return cls(ItemEmbeddings.load(p))
+        if not (p / SERVED_JSON).exists():
+            raise FileNotFoundError(f"{str(p)!r} is not a served-model directory (no {SERVED_JSON})")
+        try:
+            meta = json.loads((p / SERVED_JSON).read_text())
+        except (OSError, ValueError) as e:
+            raise CorruptModelError(f"{p / SERVED_JSON}: not readable JSON ({e})") from None
+        if not isinstance(meta, dict) or meta.get("format_version") not in (1, FORMAT_VERSION) \
+                or meta.get("kind") != KIND:
+            meta = meta if isinstance(meta, dict) else {}
+            raise FormatVersionError(
+                f"{p}: served model {meta.get('kind')!r} version {meta.get('format_version')!r}; "
+                f"this item2vec reads {KIND!r} versions 1 and {FORMAT_VERSION}"
+            )
+        legacy = meta["format_version"] == 1  # written before checksums; the next retrain replaces it
+        if not legacy:
+            verify_checksums(p)
+        emb = ItemEmbeddings.load(p / "embeddings")
+        if not legacy and meta.get("n_items") != len(emb):
+            raise CorruptModelError(f"{p / SERVED_JSON}: n_items={meta.get('n_items')!r}, "
+                                    f"embeddings/ holds {len(emb)} items")
+        nxt = None
+        if meta.get("next_model"):
+            from item2vec.nextitem import load_next_model
+
+            nxt = load_next_model(p / "next_model", device="cpu")
+        served = cls(emb, nxt, info=meta.get("info"))
+        if not legacy and meta.get("id_type") != served.id_type:
+            raise CorruptModelError(f"{p / SERVED_JSON}: id_type={meta.get('id_type')!r}, "
+                                    f"embeddings/ids.json holds {served.id_type} ids")
+        return served
+
+
+def _missing(x: Any) -> bool:
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return False
+    return is_null(x)
+
+
+def _as_list(x: Any) -> list[Any]:
+    """A session or id list from a request: list, tuple, array, or one id (a string is one id, not its letters)."""
+    if x is None:
+        return []
+    if isinstance(x, np.ndarray):
+        return x.reshape(-1).tolist()
+    if isinstance(x, (list, tuple)):
+        return list(x)
+    return [x]
+
+
+def _to_frame(data: Any) -> Any:
+    """A DataFrame of requests from what a server hands over (DataFrame, records, dict of columns)."""
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        return data
+    if isinstance(data, dict):
+        cols = {}
+        for name, col in data.items():
+            if isinstance(col, np.ndarray):
+                col = list(col) if col.ndim > 1 else col.tolist()
+            cols[name] = col if isinstance(col, list) else [col]
+        lengths = {len(v) for v in cols.values()}
+        if len(lengths) > 1:
+            raise DataError(f"request columns have different lengths: { {n: len(v) for n, v in cols.items()} }")
+        return pd.DataFrame(cols)
+    if isinstance(data, list) and all(isinstance(r, dict) for r in data):
+        return pd.DataFrame.from_records(data)
+    raise DataError(
+        "expected a table of requests (records with 'item_id' or 'session'), "
+        f"got {type(data).__name__}"
+    )
+
+
+class ServedRecommender(Recommender):
+    """A :class:`ServedModel` scored on sessions encoded with another vocabulary.
+
+    Retraining gates the challenger against the champion on the new test data:
+    the champion knows its own items only, so its scores are mapped onto the new
+    vocabulary's columns; items it never saw get ``-inf`` (it cannot recommend
+    them). With a next-item model it ranks with that, else with the neighbours
+    of the prefix's last item (as :meth:`ServedModel.recommend` does).
+    """
+
+    name = "served"
+
+    def __init__(self, served: ServedModel, vocab: ItemVocab) -> None:
+        self.served = served
+        self.vocab = vocab
+
+    def _fit(self, sessions: list[np.ndarray]) -> None:
+        ids = self.vocab.ids.tolist()
+        nxt = self.served.next_model
+        if nxt is not None:
+            # col_[j] = the next model's index of new item j+1 (0 when it does not know it)
+            self.col_ = nxt.vocab.indices(ids, missing="pad")
+        else:
+            emb = self.served.embeddings
+            rows = emb.vocab.indices(ids, missing="pad") - 1
+            table = np.zeros((self.n_items_ + 1, emb.dim), dtype=np.float32)
+            ok = rows >= 0
+            table[1:][ok] = emb.vectors[rows[ok]]
+            self.unit_ = normalize(table)
+            self.known_ = np.concatenate([[False], ok])
+
+    def score_batch(self, prefixes: Sequence[np.ndarray]) -> np.ndarray:
+        self._check_fitted()
+        n = self.n_items_
+        clean = []
+        for p in prefixes:
+            p = np.asarray(p, dtype=np.int64)
+            clean.append(p[(p > 0) & (p <= n)])
+        out = np.full((len(prefixes), n + 1), -np.inf, dtype=np.float32)
+        if self.served.next_model is not None:
+            col = self.col_
+            old = [col[p - 1][col[p - 1] > 0] for p in clean]
+            s_old = self.served.next_model.score_batch(old)
+            ok = col > 0
+            out[:, 1:][:, ok] = s_old[:, col[ok]]
+            return out
+        fallback = self._fallback().astype(np.float32)
+        for i, p in enumerate(clean):
+            p = p[self.known_[p]]
+            if len(p) == 0:
+                out[i] = fallback
+            else:
+                out[i] = self.unit_ @ self.unit_[p[-1]] + fallback
+                out[i, p[-1]] = -np.inf
+            out[i, ~self.known_] = -np.inf
+        return out
