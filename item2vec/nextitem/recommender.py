@@ -356,7 +356,7 @@ class NextItemRecommender(Recommender):
             "state_dict": {k: v.detach().cpu() for k, v in self.model_.state_dict().items()},
             "popularity": torch.from_numpy(np.asarray(self.popularity_, dtype=np.float64)),
         }
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, marker=CHECKPOINT) as tmp:
             torch.save(ckpt, tmp / CHECKPOINT)
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
         return Path(path)
