@@ -339,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return _quiet_broken_pipe()
     except KeyboardInterrupt:
-        print("item2vec: interrupted; nothing was written", file=sys.stderr)
+        print("item2vec: interrupted", file=sys.stderr)
         return 130
     except (Item2VecError, FileNotFoundError, NotADirectoryError, KeyError, ValueError) as e:
         if os.environ.get("ITEM2VEC_DEBUG"):

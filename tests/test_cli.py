@@ -330,3 +330,21 @@ def test_a_closed_pipe_through_head(model_dir):
                        shell=True, capture_output=True, text=True, executable="/bin/bash")
     assert p.returncode == 0, p.stderr
     assert p.stdout.count("\n") == 1 and "Traceback" not in p.stderr, p.stderr
+
+
+def test_ctrl_c_during_a_write_leaves_the_old_output_and_no_temporary_folder(prepared, tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    out = tmp_path / "m"
+    fit = ["fit", "--data", str(prepared), "--out", str(out), "--epochs", "1", "--vector-size", "8", "--quiet"]
+    assert main(fit) == 0
+    before = (out / "vectors.npy").read_bytes()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "save", interrupted)  # inside ItemEmbeddings.save, mid-write
+    code, err = run_main(fit, capsys)
+    assert code == 130 and err == ["item2vec: interrupted"]
+    assert (out / "vectors.npy").read_bytes() == before
+    assert _hidden(tmp_path) == []
