@@ -348,3 +348,31 @@ def test_ctrl_c_during_a_write_leaves_the_old_output_and_no_temporary_folder(pre
     assert code == 130 and err == ["item2vec: interrupted"]
     assert (out / "vectors.npy").read_bytes() == before
     assert _hidden(tmp_path) == []
+
+
+def test_progress_bars_on_a_terminal(prepared, tmp_path):
+    """The same command on a terminal (a pseudo-terminal 100 columns wide) draws its bar; --quiet does not."""
+    import os
+    import shutil
+
+    pty = pytest.importorskip("pty")
+    if shutil.which("stty") is None:
+        pytest.skip("no stty to size the pseudo-terminal")
+
+    def on_a_terminal(*flags):
+        chunks = []
+
+        def read(fd):
+            data = os.read(fd, 4096)
+            chunks.append(data)
+            return data  # pty.spawn echoes it to the test's (captured) stdout; b"" would mean end of file
+
+        cmd = (f"stty cols 100 rows 40; {sys.executable} -m item2vec.cli fit --data {prepared} "
+               f"--out {tmp_path / 'm'} --epochs 5 --vector-size 8 {' '.join(flags)}")
+        pty.spawn(["bash", "-c", cmd], read)
+        return b"".join(chunks).decode(errors="replace")
+
+    shown = on_a_terminal()
+    assert "item2vec:" in shown and "epoch" in shown and "items x" in shown
+    quiet = on_a_terminal("--quiet")
+    assert "epoch" not in quiet and "items x" in quiet
