@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "Item2VecError": "item2vec.exceptions",
     "MissingColumnError": "item2vec.exceptions",
     "NotFittedError": "item2vec.exceptions",
+    "OutputExistsError": "item2vec.exceptions",
     "UnknownFormatError": "item2vec.exceptions",
     "UnknownItemError": "item2vec.exceptions",
     "Item2VecRecommender": "item2vec.recommenders",

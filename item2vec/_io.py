@@ -1,55 +1,202 @@
-"""Small file-system helpers: atomic directory writes, checksums of model directories."""
+"""Small file-system helpers: atomic writes that never destroy what was there, checksums of model directories."""
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CHECKSUMS", "atomic_dir", "atomic_file", "verify_checksums", "write_checksums"]
+from item2vec.exceptions import OutputExistsError
+
+__all__ = ["CHECKSUMS", "atomic_dir", "atomic_file", "check_output", "output_policy", "verify_checksums",
+           "write_checksums"]
 
 #: The file in a model directory that holds the sha256 of every other file in it.
 CHECKSUMS = "checksums.json"
 
 
+# ---------------------------------------------------------------------------
+# what an output may replace
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Policy:
+    overwrite: bool = False
+    protect: tuple[Path, ...] = ()
+
+
+_POLICY: contextvars.ContextVar[_Policy | None] = contextvars.ContextVar("item2vec_output_policy", default=None)
+
+
 @contextlib.contextmanager
-def atomic_dir(target: str | os.PathLike[str], overwrite: bool = True) -> Iterator[Path]:
+def output_policy(overwrite: bool = False, protect: Iterable[str | os.PathLike[str]] = ()) -> Iterator[None]:
+    """Within the block, every :func:`atomic_dir` / :func:`atomic_file` also applies this policy.
+
+    The command line sets it once per command: ``--overwrite``, and the command's
+    inputs, which no output may replace (nor a folder above them).
+
+    Parameters
+    ----------
+    overwrite : bool
+        Replace an existing output even when it is not an output of the same kind.
+    protect : iterable of path-like
+        Inputs of the command (files or folders that exist).
+    """
+    token = _POLICY.set(_Policy(overwrite, tuple(Path(p).resolve() for p in protect)))
+    try:
+        yield
+    finally:
+        _POLICY.reset(token)
+
+
+def check_output(
+    target: str | os.PathLike[str],
+    marker: str | None = None,
+    overwrite: bool = False,
+    protect: Iterable[str | os.PathLike[str]] = (),
+) -> None:
+    """Raise unless writing ``target`` can only replace an output of the same kind.
+
+    ``target`` may be absent, an empty directory, or a directory holding ``marker``
+    (the file that says what kind of output it is, e.g. ``stats.json``). Anything
+    else that exists (a file, another directory) is refused unless ``overwrite``.
+    Never allowed, even with ``overwrite``: the current directory or a folder above
+    it, and a protected input (see :func:`output_policy`) or a folder above one.
+
+    Raises
+    ------
+    OutputExistsError
+        (a ``FileExistsError``) naming the path and what to do.
+    """
+    policy = _POLICY.get() or _Policy()
+    t = Path(target)
+    real = t.resolve()
+    cwd = Path.cwd().resolve()
+    if real == cwd or real in cwd.parents:
+        raise OutputExistsError(
+            f"refusing to replace {str(t)!r}: it is the current directory or a folder above it; name a new directory"
+        )
+    for p in (*(Path(q).resolve() for q in protect), *policy.protect):
+        if real == p or real in p.parents:
+            what = "the input" if real == p else "a folder holding the input"
+            raise OutputExistsError(f"refusing to replace {str(t)!r}: it is {what} {str(p)!r}; choose another path")
+    if not (t.exists() or t.is_symlink()) or overwrite or policy.overwrite:
+        return
+    if t.is_dir():
+        if not any(t.iterdir()) or (marker is not None and (t / marker).is_file()):
+            return
+        what = "a directory" + (f" without {marker}" if marker else "")
+    else:
+        what = "a file"
+    raise OutputExistsError(
+        f"{str(t)!r} exists and is {what}, not an output of this kind; "
+        "pass --overwrite to replace it, or choose another path"
+    )
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no /proc: read it by setting it (and put it back at once)
+    os.umask(mask)
+    return mask
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _swap_in(tmp: Path, target: Path) -> None:
+    """Rename ``tmp`` onto ``target``; what was there is moved aside first and removed only after."""
+    old = None
+    if target.exists() or target.is_symlink():
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        _remove(old)
+
+
+# ---------------------------------------------------------------------------
+# atomic writes
+# ---------------------------------------------------------------------------
+@contextlib.contextmanager
+def atomic_dir(
+    target: str | os.PathLike[str], overwrite: bool = False, marker: str | None = None
+) -> Iterator[Path]:
     """Yield a temporary directory beside ``target``; rename it into place on success.
 
-    If the body raises, the temporary directory is removed and ``target`` is left
-    exactly as it was, so a crash never leaves half a model on disk.
+    If anything fails (the body, the rename, a ``KeyboardInterrupt``), the temporary
+    directory is removed and ``target`` is left exactly as it was, so a crash never
+    leaves half a model on disk. The directory gets the permissions ``mkdir`` would
+    give it (``0777`` less the umask).
+
+    Parameters
+    ----------
+    target : path-like
+        The directory to write.
+    overwrite : bool
+        Replace ``target`` even when it is not an output of the same kind.
+    marker : str, optional
+        The file that marks an output of this kind (``stats.json``, ``vectors.npy``):
+        an existing ``target`` holding it is replaced without ``overwrite``.
+
+    Raises
+    ------
+    OutputExistsError
+        See :func:`check_output`; raised before the body runs.
     """
     target = Path(target)
+    check_output(target, marker, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
+        check_output(target, marker, overwrite)  # the target may have appeared while the body ran
+        _swap_in(tmp, target)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)
         raise
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def atomic_file(target: str | os.PathLike[str], mode: str = "w") -> Iterator[object]:
-    """Open a temporary file beside ``target`` and rename it into place on success."""
+    """Open a temporary file beside ``target`` and rename it into place on success.
+
+    An existing file is replaced (a report written again); a directory, the current
+    directory's parents and the command's inputs (see :func:`output_policy`) are not.
+    The file gets the permissions ``open`` would give it (``0666`` less the umask).
+    """
     target = Path(target)
+    if target.is_dir():
+        raise OutputExistsError(f"{str(target)!r} is a directory; expected a file path")
+    check_output(target, overwrite=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as fh:
             yield fh
         os.replace(tmp, target)

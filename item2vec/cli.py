@@ -26,6 +26,7 @@ def _add_prepare(sub: Any) -> None:
     p.add_argument("--events", required=True, help="event log: a file or a folder of daily files")
     p.add_argument("--format", default="csv", help="csv, tsv, parquet, diginetica, session-rec, movielens, online-retail, gowalla, sasrec")
     p.add_argument("--out", required=True, help="output directory (written atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out even when it is not prepared data")
     g = p.add_argument_group("generic csv/tsv/parquet columns")
     g.add_argument("--item-col", default=None)
     g.add_argument("--session-col", default=None)
@@ -173,9 +174,10 @@ def _item2vec_params(a: argparse.Namespace) -> dict[str, Any]:
 def _add_fit(sub: Any) -> None:
     p = sub.add_parser("fit", help="train item2vec on prepared data")
     p.add_argument("--data", required=True, help="prepared-data directory (item2vec prepare)")
-    p.add_argument("--out", required=True, help="model directory (written atomically)")
+    p.add_argument("--out", required=True, help="model directory (written atomically; an older model there is replaced)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out even when it is not an item2vec model")
     _add_item2vec_args(p)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_fit)
 
 
@@ -188,9 +190,9 @@ def _cmd_fit(a: argparse.Namespace) -> int:
     emb = model.embeddings_
     emb.metadata.update({"data_dir": str(Path(a.data).resolve()), "dataset": data.stats.get("name")})
     emb.save(a.out)
-    if not a.quiet:
-        print(f"{len(emb):,} items x {emb.dim} dims in {model.fit_seconds_:.1f}s "
-              f"({model.words_per_second_:,.0f} words/s) -> {a.out}")
+    a.fitted = model  # what --mlflow logs (tracking_cli)
+    print(f"{len(emb):,} items x {emb.dim} dims in {model.fit_seconds_:.1f}s "
+          f"({model.words_per_second_:,.0f} words/s) -> {a.out}")
     return 0
 
 
@@ -199,10 +201,15 @@ def _cmd_fit(a: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------
 def _add_similar(sub: Any) -> None:
     p = sub.add_parser("similar", help="nearest items of one or more items")
-    p.add_argument("--model", required=True, help="model directory (item2vec fit)")
+    p.add_argument("--model", required=True,
+                   help="model directory (item2vec fit), or a registered model: models:/NAME@champion")
     p.add_argument("items", nargs="+", help="item id(s)")
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("-k", type=int, default=10, help="neighbours per item (default %(default)s)")
+    p.add_argument("--missing", choices=["raise", "ignore"], default="raise",
+                   help="an unknown item id: fail (default), or skip it with a note on stderr")
     p.add_argument("--data", default=None, help="prepared data with item titles (default: the one the model was fitted on)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI for models:/ (default $MLFLOW_TRACKING_URI, "
+                   "else sqlite:///mlflow.db)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_similar)
 
@@ -216,12 +223,50 @@ def _titles(data_dir: str | None) -> dict[Any, str]:
     return dict(zip(md["item_id"].to_list(), md["title"].to_list(), strict=True)) if "title" in md.columns else {}
 
 
-def _cmd_similar(a: argparse.Namespace) -> int:
+def _load_embeddings(model: str, tracking_uri: str | None) -> Any:
+    """The ItemEmbeddings of a model directory, a served-model directory or an MLflow model URI."""
     from item2vec.embeddings import ItemEmbeddings
+
+    p = Path(model)
+    if p.is_dir() and not (p / "served.json").exists() and not (p / "MLmodel").exists():
+        return ItemEmbeddings.load(p)
+    from item2vec.registry import load
+
+    return load(model, tracking_uri=tracking_uri).embeddings
+
+
+def _known_queries(emb: Any, items: Sequence[str], missing: str) -> list[Any]:
+    """The query ids as the model spells them; unknown ones raise, or are skipped with a note."""
+    from item2vec.exceptions import UnknownItemError
     from item2vec.serving import ServedModel
 
-    emb = ItemEmbeddings.load(a.model)
-    queries: list[Any] = [ServedModel(emb).to_id(q) for q in a.items]  # the served model's id policy
+    served = ServedModel(emb)  # the served model's id policy: "32902" finds 32902 in an integer catalogue
+    queries: list[Any] = []
+    for q in items:
+        try:
+            item = served.to_id(q)
+            if item not in emb:
+                raise UnknownItemError(item)
+            queries.append(item)
+            continue
+        except UnknownItemError as e:
+            err = e
+        if missing == "raise":
+            raise err
+        print(f"item2vec: note: {err}; skipped", file=sys.stderr)
+    return queries
+
+
+def _cmd_similar(a: argparse.Namespace) -> int:
+    emb = _load_embeddings(a.model, a.tracking_uri)
+    queries = _known_queries(emb, a.items, a.missing)
+    if not queries:
+        from item2vec.base import check_k
+
+        check_k(a.k)
+        if a.json:
+            print("{}")
+        return 0
     ids, scores = emb.similar_items(queries, k=a.k)
     titles = _titles(a.data or emb.metadata.get("data_dir"))
     if a.json:
@@ -250,10 +295,11 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--embeddings", default=None, help="item2vec model directory to use instead of fitting one")
     p.add_argument("--next-model", default=None, help="BiLSTM checkpoint directory (item2vec train-next) for 'bilstm'")
     p.add_argument("--split", choices=["test", "valid"], default="test")
-    p.add_argument("--k", type=int, default=20)
+    p.add_argument("-k", type=int, default=20, help="cut-off of HR@k, MRR@k, NDCG@k (default %(default)s)")
+    p.add_argument("--k", type=int, dest="k", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # older spelling
     p.add_argument("--json", default=None, metavar="PATH", help="write the JSON report here")
     _add_item2vec_args(p)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -280,15 +326,18 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
         with atomic_file(a.json) as fh:
             json.dump(report, fh, indent=2, default=str)
-    if not a.quiet:
-        print(f"{report['n_predictions']:,} predictions on {a.split} ({data.stats.get('name')})")
-        print(format_table(report["models"], report["k"]))
+    a.report = report  # what --mlflow logs (tracking_cli)
+    print(f"{report['n_predictions']:,} predictions on {a.split} ({data.stats.get('name')})")
+    print(format_table(report["models"], report["k"]))
     return 0
 
 
 # ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from item2vec import __version__
+
     parser = _Parser(prog="item2vec", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"item2vec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_prepare(sub)
     _add_fit(sub)
@@ -305,13 +354,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The file that marks each command's --out as an output of that command's kind (see the save methods):
+#: an existing --out holding it is replaced; anything else is refused without --overwrite.
+OUT_MARKERS = {"prepare": "stats.json", "fit": "vectors.npy", "train-next": "checkpoint.json"}
+
+#: Arguments that name a command's inputs: no output may replace them or a folder above them.
+INPUT_ARGS = ("events", "data", "embeddings", "next_model", "model", "config")
+
+
+def _inputs(args: argparse.Namespace) -> list[Path]:
+    paths = (getattr(args, name, None) for name in INPUT_ARGS)
+    return [Path(p) for p in paths if isinstance(p, str) and p and Path(p).exists()]
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command under the output policy: --out checked before any work, inputs protected."""
+    from item2vec._io import check_output, output_policy
+
+    overwrite = bool(getattr(args, "overwrite", False))
+    inputs = _inputs(args)
+    if getattr(args, "out", None):
+        check_output(args.out, OUT_MARKERS.get(args.command), overwrite, protect=inputs)
+    with output_policy(overwrite=overwrite, protect=inputs):
+        rc = int(args.func(args) or 0)
+    sys.stdout.flush()  # a closed pipe shows here, inside main, not at interpreter exit
+    return rc
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader went away (``| head``): stop writing, without a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail again
+    os.close(devnull)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``item2vec`` console script; returns the exit status."""
     from item2vec.exceptions import Item2VecError
 
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        return _run(args)
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    except KeyboardInterrupt:
+        print("item2vec: interrupted", file=sys.stderr)
+        return 130
     except (Item2VecError, FileNotFoundError, NotADirectoryError, KeyError, ValueError) as e:
         if os.environ.get("ITEM2VEC_DEBUG"):
             raise

@@ -21,10 +21,10 @@ from typing import Any, Literal
 import numpy as np
 from gensim.models import Word2Vec
 from gensim.models.callbacks import CallbackAny2Vec
-from tqdm.auto import tqdm
 
 from item2vec._config import DictConfig
 from item2vec._io import atomic_dir
+from item2vec._progress import tqdm
 from item2vec.data.vocab import ItemVocab
 from item2vec.exceptions import (
     DataError,
@@ -264,7 +264,7 @@ class ItemEmbeddings:
         from item2vec._io import write_checksums
 
         ann = "ann" in self._indexes or resolve_kind(self.index_kind, len(self)) == "ann"
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, marker="vectors.npy") as tmp:
             np.save(tmp / "vectors.npy", np.ascontiguousarray(self.vectors), allow_pickle=False)
             (tmp / "ids.json").write_text(json.dumps(self.vocab.to_list()))
             if ann:

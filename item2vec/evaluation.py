@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from item2vec._progress import tqdm
 from item2vec.base import Recommender, check_k
 from item2vec.exceptions import EmptyDataError
 
@@ -184,20 +184,31 @@ def run_evaluation(
     item2vec_params: dict[str, Any] | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Fit each named model on ``data.train`` and evaluate on ``data.<split>``; the JSON report."""
+    """Fit each named model on ``data.train`` and evaluate on ``data.<split>``; the JSON report.
+
+    ``item2vec`` and ``item2vec-mean`` share one set of vectors: ``embeddings``, or
+    one :class:`~item2vec.embeddings.Item2Vec` fit (both rows' ``fit_seconds``
+    include that fit).
+    """
     from item2vec.recommenders import Item2VecRecommender, make_recommender
 
     k = check_k(k)
     sessions = getattr(data, split)
     pre = make_prefixes(sessions)
     results: dict[str, dict[str, Any]] = {}
+    # (vectors, the vocab their ids are in: None when they are indices already, seconds it took to fit them)
+    shared = (embeddings, data.vocab, 0.0) if embeddings is not None else None
     for name in names:
         t0 = time.perf_counter()
         if name in ("item2vec", "item2vec-mean"):
             mode = "last" if name == "item2vec" else "mean"
-            model = Item2VecRecommender(mode=mode, embeddings=embeddings, vocab=data.vocab if embeddings else None,
+            emb, vocab, shared_s = shared or (None, None, 0.0)
+            model = Item2VecRecommender(mode=mode, embeddings=emb, vocab=vocab,
                                         show_progress=show_progress, **(item2vec_params or {}))
             model.fit(data.train, n_items=data.n_items)
+            t0 -= shared_s
+            if shared is None:
+                shared = (model.item2vec_.embeddings_, None, time.perf_counter() - t0)
         elif name == "bilstm":
             if not next_model:
                 raise ValueError("model 'bilstm' needs --next-model DIR (a checkpoint from item2vec train-next)")

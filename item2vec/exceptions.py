@@ -13,6 +13,7 @@ __all__ = [
     "EmptyDataError",
     "MissingColumnError",
     "UnknownFormatError",
+    "OutputExistsError",
     "UnknownItemError",
     "NotFittedError",
     "FormatVersionError",
@@ -46,6 +47,10 @@ class MissingColumnError(DataError, KeyError):
 
 class UnknownFormatError(Item2VecError, ValueError):
     """The requested event-log format is not one item2vec can read."""
+
+
+class OutputExistsError(Item2VecError, FileExistsError):
+    """An output path holds something that writing there would destroy."""
 
 
 class UnknownItemError(Item2VecError, KeyError):

@@ -310,7 +310,7 @@ class ServedModel:
     # -- persistence ------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write ``embeddings/``, ``next_model/`` (when there is one), ``served.json`` and ``checksums.json``."""
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, marker="served.json") as tmp:
             self.embeddings.save(tmp / "embeddings")
             if self.next_model is not None:
                 self.next_model.save(tmp / "next_model")

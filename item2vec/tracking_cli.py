@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 __all__ = ["add_parser", "add_tracking_args", "tracked"]
@@ -41,7 +39,8 @@ def tracked(command: str, func: Command, after: Callable[[argparse.Namespace], N
     """Wrap a subcommand: without tracking options it runs as before; with them, inside an MLflow run.
 
     ``after(args)`` runs inside the run once ``func`` succeeded and logs what the
-    command wrote (model directories, reports).
+    command left on ``args`` (the fitted model, the report): what it held in memory,
+    not what a save wrote to disk.
     """
 
     def run(a: argparse.Namespace) -> int:
@@ -54,8 +53,7 @@ def tracked(command: str, func: Command, after: Callable[[argparse.Namespace], N
             rc = func(a)
             if rc == 0:
                 after(a)
-        if not getattr(a, "quiet", False):
-            print(f"mlflow: {tracking.run_url(r, a.tracking_uri)}")
+        print(f"mlflow: {tracking.run_url(r, a.tracking_uri)}")
         return rc
 
     run.__wrapped__ = func  # type: ignore[attr-defined]
@@ -73,62 +71,44 @@ def _log_data(data_dir: str | None) -> Any:
     return data
 
 
-def _log_embeddings_dir(model_dir: str, data: Any) -> None:
+def _log_item2vec(model: Any, data: Any = None) -> None:
+    """A fitted :class:`~item2vec.embeddings.Item2Vec`: its settings, the loss of every epoch, the vectors."""
     from item2vec import tracking
-    from item2vec.embeddings import ItemEmbeddings
 
-    emb = ItemEmbeddings.load(model_dir)
-    meta = emb.metadata
-    if "item2vec" in meta:
-        tracking.log_params(meta["item2vec"], prefix="item2vec")
-    for epoch, loss in enumerate(meta.get("loss_history") or [], start=1):
+    emb = model.embeddings_
+    tracking.log_params(emb.metadata.get("item2vec", {}), prefix="item2vec")
+    for epoch, loss in enumerate(getattr(model, "loss_history_", None) or [], start=1):
         tracking.log_metrics({"loss": loss}, prefix="item2vec", step=epoch)
-    tracking.log_metrics({"n_items": len(emb), "dim": emb.dim}, prefix="item2vec")
+    tracking.log_metrics({"n_items": len(emb), "dim": emb.dim, "fit_seconds": model.fit_seconds_,
+                          "words_per_second": model.words_per_second_}, prefix="item2vec")
     md = data.metadata if data is not None else None
     tracking.log_embeddings(emb, categories=tracking.item_categories(md), labels=tracking.item_titles(md))
 
 
 def _after_fit(a: argparse.Namespace) -> None:
-    _log_embeddings_dir(a.out, _log_data(a.data))
+    _log_item2vec(a.fitted, _log_data(a.data))
 
 
 def _after_evaluate(a: argparse.Namespace) -> None:
     from item2vec import tracking
 
-    report = json.loads(Path(a.json).read_text())
     tracking.log_params({"models": a.models, "k": a.k, "split": a.split, "embeddings": a.embeddings,
                          "next_model": a.next_model})
     _log_data(a.data)
-    tracking.log_evaluation(report, prefix=a.split)
+    tracking.log_evaluation(a.report, prefix=a.split)
 
 
 def _after_train_next(a: argparse.Namespace) -> None:
     from item2vec import tracking
 
-    meta = json.loads((Path(a.out) / "meta.json").read_text())
-    tracking.log_params(meta.get("params", {}), prefix="bilstm")
-    for row in meta.get("history", []):
+    model = a.fitted
+    r = model.train_result_
+    tracking.log_params(model.get_params(), prefix="bilstm")
+    for row in r.history:
         tracking.log_metrics({k: v for k, v in row.items() if k != "epoch"}, prefix="bilstm", step=int(row["epoch"]))
-    tracking.log_metrics({"best_epoch": meta.get("epoch"), "epochs_run": meta.get("epochs_run"),
-                          "train_seconds": meta.get("train_seconds"), **(meta.get("metrics") or {})},
-                         prefix="bilstm.best")
+    tracking.log_metrics({"best_epoch": r.best_epoch, "epochs_run": r.epochs_run, "train_seconds": r.seconds,
+                          **(r.best_metrics or {})}, prefix="bilstm.best")
     _log_data(a.data)
-
-
-def _evaluate_with_json(func: Command) -> Command:
-    """``evaluate`` with tracking needs the JSON report: write one to a temp file when --json is absent."""
-
-    def run(a: argparse.Namespace) -> int:
-        if a.json or not (a.mlflow or a.tracking_uri):
-            return func(a)
-        with tempfile.TemporaryDirectory() as tmp:
-            a.json = str(Path(tmp) / "evaluation.json")
-            try:
-                return func(a)
-            finally:
-                a.json = None
-
-    return run
 
 
 def _augment(sub: Any) -> None:
@@ -138,9 +118,7 @@ def _augment(sub: Any) -> None:
         if p is None:
             continue
         add_tracking_args(p)
-        func = p.get_default("func")
-        wrapped = tracked(name, func, after)
-        p.set_defaults(func=_evaluate_with_json(wrapped) if name == "evaluate" else wrapped)
+        p.set_defaults(func=tracked(name, p.get_default("func"), after))
 
 
 # ---------------------------------------------------------------------------

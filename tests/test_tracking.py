@@ -152,3 +152,40 @@ def test_commands_without_tracking_options_log_nothing(data_dir, tmp_path, monke
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert main(["fit", "--data", str(data_dir), "--out", str(tmp_path / "m"), "--epochs", "1", "--quiet"]) == 0
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_fit_with_mlflow_logs_the_loss_of_every_epoch(store, data_dir, tmp_path, capsys):
+    assert main(["fit", "--data", str(data_dir), "--out", str(tmp_path / "m"), "--epochs", "4", "--vector-size", "8",
+                 "--quiet", "--tracking-uri", store, "--experiment", "loss"]) == 0
+    out = capsys.readouterr().out
+    assert "items x" in out and "mlflow: " in out  # --quiet hides bars, not results
+    (run,) = _runs(store, "loss")
+    hist = MlflowClient(store).get_metric_history(run.info.run_id, "item2vec.loss")
+    assert [m.step for m in hist] == [1, 2, 3, 4]
+    assert all(m.value > 0 for m in hist)
+
+
+def test_evaluate_with_mlflow_logs_the_report_it_holds(store, data_dir):
+    assert main(["evaluate", "--data", str(data_dir), "--models", "pop", "-k", "5", "--quiet",
+                 "--tracking-uri", store, "--experiment", "eval-k"]) == 0
+    (run,) = _runs(store, "eval-k")
+    assert 0 <= run.data.metrics["test.pop.mrr_at_5"] <= run.data.metrics["test.pop.hr_at_5"] <= 1
+    assert "evaluation.json" in _artifacts(store, run.info.run_id)
+
+
+def test_similar_reads_a_registered_model_by_alias(store, synthetic_data, tmp_path, capsys):
+    from item2vec.embeddings import Item2Vec
+    from item2vec.registry import ServedModel, log_model, set_alias
+
+    data = synthetic_data
+    emb = Item2Vec(vector_size=8, epochs=3, show_progress=False).fit(data.decode(data.train)).embeddings_
+    with tracking.start_run("register", experiment="similar", tracking_uri=store):
+        info = log_model(ServedModel(emb), registered_model_name="similar-cli")
+    set_alias("similar-cli", info.registered_model_version, "champion", tracking_uri=store)
+    capsys.readouterr()
+    q = emb.ids[0]
+    assert main(["similar", "--model", "models:/similar-cli@champion", "--tracking-uri", store, q, "-k", "4",
+                 "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    want_ids, _ = emb.similar_items(q, k=4)
+    assert [r["item_id"] for r in got[q]] == want_ids.tolist()

@@ -502,7 +502,7 @@ class SessionData:
     # -- persistence -------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write Parquet files and ``stats.json`` to ``path`` atomically."""
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, marker="stats.json") as tmp:
             pl.DataFrame({"item_id": self.vocab.ids}).write_parquet(tmp / "vocab.parquet")
             for name in ("train", "valid", "test"):
                 sessions = getattr(self, name)

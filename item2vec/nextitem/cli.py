@@ -28,7 +28,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="item2vec model directory (item2vec fit); default: fit item2vec on the training split")
     p.add_argument("--init", choices=["item2vec", "random"], default="item2vec", help="item table initialisation")
     p.add_argument("--freeze", action="store_true", help="keep the item2vec vectors fixed")
-    p.add_argument("--out", required=True, help="checkpoint directory (written atomically)")
+    p.add_argument("--out", required=True,
+                   help="checkpoint directory (written atomically; an older checkpoint there is replaced)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out even when it is not a checkpoint directory")
     g = p.add_argument_group("model (defaults: item2vec.nextitem.NextItemConfig)")
     g.add_argument("--hidden-size", type=int)
     g.add_argument("--num-layers", type=int)
@@ -53,7 +55,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--max-valid", type=int, help="sample this many validation prefixes")
     t.add_argument("--seed", type=int, dest="random_state")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: $ITEM2VEC_DEVICE, else CUDA if present)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_train_next)
     return p
 
@@ -94,11 +96,11 @@ def _cmd_train_next(a: argparse.Namespace) -> int:
     )
     model.fit(data.train, n_items=data.n_items, valid=data.valid if data.valid else None)
     model.save(a.out)
-    if not a.quiet:
-        r = model.train_result_
-        val = ", ".join(f"{k} {v:.4f}" for k, v in r.best_metrics.items() if k.startswith("val_"))
-        print(
-            f"bilstm ({a.init}{', frozen' if a.freeze else ''}): kept epoch {r.best_epoch} of {r.epochs_run}"
-            f"{' (' + val + ')' if val else ''}, {r.seconds:.1f}s, {r.examples_per_second:,.0f} examples/s -> {a.out}"
-        )
+    a.fitted = model  # what --mlflow logs (tracking_cli)
+    r = model.train_result_
+    val = ", ".join(f"{k} {v:.4f}" for k, v in r.best_metrics.items() if k.startswith("val_"))
+    print(
+        f"bilstm ({a.init}{', frozen' if a.freeze else ''}): kept epoch {r.best_epoch} of {r.epochs_run}"
+        f"{' (' + val + ')' if val else ''}, {r.seconds:.1f}s, {r.examples_per_second:,.0f} examples/s -> {a.out}"
+    )
     return 0

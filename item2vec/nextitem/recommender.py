@@ -358,7 +358,7 @@ class NextItemRecommender(Recommender):
         ckpt = {**meta, "vocab": None if self.vocab is None else self.vocab.to_list()}
         arrays = {f"state_dict/{k}": v.detach().cpu().numpy() for k, v in self.model_.state_dict().items()}
         arrays["popularity"] = np.asarray(self.popularity_, dtype=np.float64)
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, marker=CHECKPOINT) as tmp:
             with open(tmp / WEIGHTS, "wb") as fh:
                 np.savez(fh, allow_pickle=False, **arrays)
             (tmp / CHECKPOINT).write_text(json.dumps(ckpt, default=str))

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from item2vec._config import DictConfig
+from item2vec._progress import tqdm
 from item2vec.exceptions import EmptyDataError
 
 __all__ = ["Examples", "TrainConfig", "TrainResult", "Trainer", "make_examples", "resolve_device", "rank_metrics"]

@@ -89,3 +89,27 @@ def test_evaluate_with_next_model(prepared, tmp_path, capsys):
 
     res = json.loads(report.read_text())["models"]
     assert np.isfinite(res["bilstm"]["hr@20"]) and res["bilstm"]["hr@20"] >= res["pop"]["hr@20"]
+
+
+def test_train_next_out_replaces_a_checkpoint_never_something_else(prepared, embeddings_dir, tmp_path, capsys):
+    run = ["train-next", "--data", str(prepared), "--init", "random", "--hidden-size", "8", "--epochs", "1", "--quiet"]
+    out = tmp_path / "bilstm"
+    assert main([*run, "--out", str(out)]) == 0
+    assert "kept epoch 1 of 1" in capsys.readouterr().out  # --quiet hides bars, not the result
+    assert main([*run, "--out", str(out), "--seed", "3"]) == 0  # an older checkpoint: replaced
+    assert load_next_model(out).get_params()["random_state"] == 3
+    # an item2vec model directory is not a checkpoint directory, and it is this command's input
+    capsys.readouterr()
+    code = main(["train-next", "--data", str(prepared), "--embeddings", str(embeddings_dir), "--out",
+                 str(embeddings_dir), *TINY])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "input" in err[0], err
+    other = tmp_path / "reports"
+    other.mkdir()
+    (other / "q3.csv").write_text("keep")
+    assert main([*run, "--out", str(other)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (other / "q3.csv").read_text() == "keep"
+    assert main([*run, "--out", str(other), "--overwrite"]) == 0
+    assert load_next_model(other).init == "random"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
