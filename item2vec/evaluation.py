@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from item2vec.base import Recommender, check_k
-from item2vec.exceptions import EmptyDataError
+from item2vec.exceptions import DataError, EmptyDataError
 
 __all__ = [
     "Prefixes",
@@ -184,7 +184,17 @@ def run_evaluation(
     item2vec_params: dict[str, Any] | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Fit each named model on ``data.train`` and evaluate on ``data.<split>``; the JSON report."""
+    """Fit each named model on ``data.train`` and evaluate on ``data.<split>``; the JSON report.
+
+    Every model is told whether the data had consecutive repeats dropped
+    (``data.repeats_dropped``); a ``bilstm`` checkpoint must have been trained on data
+    prepared the same way.
+
+    Raises
+    ------
+    DataError
+        If the ``bilstm`` checkpoint and ``data`` disagree on whether repeats were dropped.
+    """
     from item2vec.recommenders import Item2VecRecommender, make_recommender
 
     k = check_k(k)
@@ -197,15 +207,22 @@ def run_evaluation(
             mode = "last" if name == "item2vec" else "mean"
             model = Item2VecRecommender(mode=mode, embeddings=embeddings, vocab=data.vocab if embeddings else None,
                                         show_progress=show_progress, **(item2vec_params or {}))
-            model.fit(data.train, n_items=data.n_items)
+            model.fit(data.train, n_items=data.n_items, repeats_dropped=data.repeats_dropped)
         elif name == "bilstm":
             if not next_model:
                 raise ValueError("model 'bilstm' needs --next-model DIR (a checkpoint from item2vec train-next)")
             from item2vec.nextitem import load_next_model
 
             model = load_next_model(next_model)
+            if model.repeats_dropped_ != data.repeats_dropped:
+                how = {True: "dropped", False: "kept"}
+                raise DataError(
+                    f"the bilstm at {next_model} was trained on data with consecutive repeats "
+                    f"{how[model.repeats_dropped_]}, but this data has them {how[data.repeats_dropped]}; "
+                    "prepare both the same way (item2vec prepare [--keep-repeats])"
+                )
         else:
-            model = make_recommender(name).fit(data.train, n_items=data.n_items)
+            model = make_recommender(name).fit(data.train, n_items=data.n_items, repeats_dropped=data.repeats_dropped)
         fit_s = time.perf_counter() - t0
         res = evaluate(model, pre, k=k, show_progress=show_progress)
         res["fit_seconds"] = round(fit_s, 3)
