@@ -134,6 +134,7 @@ VARIANTS = {
 }
 #: On data with repeats kept: the fine-tuned BiLSTM trained and ranked as if they had been
 #: dropped (the prefix's last item never recommended), i.e. what a mask by default costs.
+MASKED_SUFFIX = " (last item masked)"
 MASKED = "bilstm (item2vec, fine-tuned, last item masked)"
 #: The row for random init with its own chosen settings (RANDOM_CHOSEN).
 RANDOM_OWN = "bilstm (random init, own search)"
@@ -238,6 +239,12 @@ def run_dataset(
         model = Item2VecRecommender(embeddings=emb, vocab=data.vocab).fit(
             data.train, data.n_items, repeats_dropped=data.repeats_dropped)
         record("item2vec", [(model, i2v_s, "")])
+        if not data.repeats_dropped:  # each baseline as if the repeats had been dropped
+            from item2vec.baselines import BASELINES
+
+            for b in ("pop", "markov", "sknn", "implicit", "item2vec"):
+                model = (Item2VecRecommender(embeddings=emb, vocab=data.vocab) if b == "item2vec" else BASELINES[b]())
+                record(f"{b}{MASKED_SUFFIX}", [(model.fit(data.train, data.n_items, repeats_dropped=True), 0.0, "")])
     if only in (None, "bilstm"):
         if i2v_s is None or name in INIT_ITEM2VEC:  # not fitted yet, or other settings for the init
             emb, _ = item2vec_vectors(name, data, seed, cache, init=True)
@@ -365,7 +372,8 @@ def merge(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
                         cur["per_prediction"][label] = r["per_prediction"][label]
             if not cur["comparisons"]:
                 cur["comparisons"] = r.get("comparisons") or []
-    order = ("pop", "markov", "sknn", "implicit", "item2vec", *VARIANTS, RANDOM_OWN, RANDOM_WIDE, MASKED)
+    base_rows = ("pop", "markov", "sknn", "implicit", "item2vec")
+    order = (*base_rows, *(b + MASKED_SUFFIX for b in base_rows), *VARIANTS, RANDOM_OWN, RANDOM_WIDE, MASKED)
     for r in out.values():
         r["rows"] = {k: r["rows"][k] for k in sorted(r["rows"], key=lambda k: order.index(k) if k in order else 99)}
         pp = {label: {k: np.asarray(v) for k, v in d.items()} for label, d in r["per_prediction"].items()}
