@@ -40,8 +40,15 @@ def popularity(sessions: Sessions, n_items: int) -> np.ndarray:
 
 
 def has_repeats(sessions: Sessions) -> bool:
-    """Whether any session has the same item twice in a row."""
-    return any(bool((s[1:] == s[:-1]).any()) for s in (np.asarray(s) for s in sessions) if len(s) > 1)
+    """Whether any session has the same item twice in a row (one vectorised pass)."""
+    arrays = [np.asarray(s).reshape(-1) for s in sessions]
+    if not arrays:
+        return False
+    flat = np.concatenate(arrays)
+    same = flat[1:] == flat[:-1]
+    ends = np.cumsum([len(a) for a in arrays])[:-1] - 1  # pairs that straddle two sessions
+    same[ends[(ends >= 0) & (ends < len(same))]] = False
+    return bool(same.any())
 
 
 def mask_last(scores: np.ndarray, prefixes: Sessions) -> np.ndarray:

@@ -124,3 +124,18 @@ def test_evaluate_refuses_a_bilstm_trained_on_the_other_preparation(both, tmp_pa
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "repeats dropped" in err and "\n" not in err
     assert run_evaluation(dropped, ["bilstm"], next_model=str(tmp_path / "b"), show_progress=False)["models"]
+
+
+@pytest.mark.parametrize(
+    "sessions, expected",
+    [
+        ([], False),
+        ([[1, 1]], True),
+        ([[1], [1]], False),  # the same item ending one session and starting the next is no repeat
+        ([[1, 2], [2, 3]], False),
+        ([[], [3], [3, 4, 4]], True),
+        ([[5], [], [5]], False),
+    ],
+)
+def test_has_repeats_looks_inside_sessions_only(sessions, expected):
+    assert base.has_repeats([np.asarray(s, dtype=np.int64) for s in sessions]) is expected
