@@ -24,6 +24,14 @@ Run from the repository root (one torch thread; on 2 quiet cores Diginetica take
 
     # CPU training throughput and peak memory for one configuration (separate process)
     nice .venv/bin/python -m benchmarks.nextitem_tables --throughput --threads 1
+
+    # two logs prepared both ways (consecutive repeats dropped / kept), the fine-tuned BiLSTM only;
+    # with repeats kept, a "last item masked" row shows the BiLSTM trained and ranked as if they were dropped
+    nice .venv/bin/python -m benchmarks.nextitem_tables --datasets diginetica,gowalla --repeats both \\
+        --set 'variants=["bilstm (item2vec, fine-tuned)"]' --json runs/repeats.json
+
+Every model is told whether the data had its consecutive repeats dropped
+(``SessionData.repeats_dropped``): only then is a prefix's last item never recommended.
 """
 
 from __future__ import annotations
@@ -124,6 +132,10 @@ VARIANTS = {
     "bilstm (item2vec, frozen)": {"init": "item2vec", "freeze": True},
     "bilstm (random init)": {"init": "random"},
 }
+#: On data with repeats kept: the fine-tuned BiLSTM trained and ranked as if they had been
+#: dropped (the prefix's last item never recommended), i.e. what a mask by default costs.
+MASKED_SUFFIX = " (last item masked)"
+MASKED = "bilstm (item2vec, fine-tuned, last item masked)"
 #: The row for random init with its own chosen settings (RANDOM_CHOSEN).
 RANDOM_OWN = "bilstm (random init, own search)"
 #: Random init with a table as wide as the item2vec vectors (the item2vec-initialised
@@ -132,8 +144,8 @@ RANDOM_OWN = "bilstm (random init, own search)"
 RANDOM_WIDE = "bilstm (random init, item2vec's width)"
 
 
-def load(name: str) -> SessionData:
-    return load_dataset(name, ROOT)
+def load(name: str, keep_repeats: bool = False) -> SessionData:
+    return load_dataset(name, ROOT, keep_repeats=keep_repeats)
 
 
 def _progress(msg: str) -> None:
@@ -158,7 +170,8 @@ def item2vec_vectors(
     :data:`INIT_ITEM2VEC` where it has the dataset) and their fit seconds, cached when asked."""
     settings = INIT_ITEM2VEC[name] if init and name in INIT_ITEM2VEC else ITEM2VEC.get(name, {})
     i2v_params = {"random_state": seed, **settings}
-    key = cache / f"{name}-{json.dumps(i2v_params, sort_keys=True)}" if cache else None
+    prep = "" if data.repeats_dropped else "-repeats-kept"
+    key = cache / f"{name}{prep}-{json.dumps(i2v_params, sort_keys=True)}" if cache else None
     if key is not None and (key / "meta.json").exists():
         emb = ItemEmbeddings.load(key)
         _progress(f"{name}: item2vec vectors from the cache {key}")
@@ -179,17 +192,21 @@ BASELINE_ROWS = ("pop", "markov", "sknn", "implicit", "item2vec")
 
 def run_dataset(
     name: str, only: str | None, overrides: dict[str, Any], seed: int, cache: Path | None = None,
-    seeds: tuple[int, ...] | None = None,
+    seeds: tuple[int, ...] | None = None, keep_repeats: bool = False,
 ) -> dict[str, Any]:
     """One dataset's table. BiLSTM rows are means over ``seeds`` (training seeds; the
     item2vec vectors are fitted once, with ``seed``); every row keeps its per-prediction
-    reciprocal ranks and hits (averaged over seeds) for the paired comparisons."""
+    reciprocal ranks and hits (averaged over seeds) for the paired comparisons.
+    ``keep_repeats`` prepares the log with consecutive repeats kept and adds the
+    :data:`MASKED` row."""
     seeds = seeds or (seed,)
     t0 = time.perf_counter()
-    data = load(name)
+    data = load(name, keep_repeats)
     pre = make_prefixes(data.test)
-    _progress(f"{name}: {data.n_items} items, {len(data.train)} train sessions, {len(pre)} test predictions "
-              f"({time.perf_counter() - t0:.1f}s)")
+    repeats = np.array([p[-1] == t for p, t in zip(pre.prefixes, pre.targets, strict=True)])
+    label_ds = f"{name} (repeats kept)" if keep_repeats else name
+    _progress(f"{label_ds}: {data.n_items} items, {len(data.train)} train sessions, {len(pre)} test predictions, "
+              f"{repeats.mean():.1%} repeat the last item ({time.perf_counter() - t0:.1f}s)")
     rows: dict[str, dict[str, Any]] = {}
     per_pred: dict[str, dict[str, np.ndarray]] = {}
 
@@ -206,7 +223,7 @@ def run_dataset(
         rows[label] = res
         per_pred[label] = {"rr": np.mean([reciprocal_ranks(r) for r in ranks], axis=0),
                            "hit": np.mean([(r > 0).astype(float) for r in ranks], axis=0)}
-        _progress(f"{name}: {label:32s} HR@20 {res['hr@20']:.4f} MRR@20 {res['mrr@20']:.4f} "
+        _progress(f"{label_ds}: {label:32s} HR@20 {res['hr@20']:.4f} MRR@20 {res['mrr@20']:.4f} "
                   f"fit {res['fit_seconds']:.1f}s {res['epochs']}")
 
     if only in (None, "baselines"):
@@ -214,13 +231,20 @@ def run_dataset(
 
         for b in ("pop", "markov", "sknn", "implicit"):
             t = time.perf_counter()
-            model = BASELINES[b]().fit(data.train, n_items=data.n_items)
+            model = BASELINES[b]().fit(data.train, n_items=data.n_items, repeats_dropped=data.repeats_dropped)
             record(b, [(model, time.perf_counter() - t, "")])
     i2v_s = None
     if only in (None, "baselines"):
         emb, i2v_s = item2vec_vectors(name, data, seed, cache)
-        model = Item2VecRecommender(embeddings=emb, vocab=data.vocab).fit(data.train, data.n_items)
+        model = Item2VecRecommender(embeddings=emb, vocab=data.vocab).fit(
+            data.train, data.n_items, repeats_dropped=data.repeats_dropped)
         record("item2vec", [(model, i2v_s, "")])
+        if not data.repeats_dropped:  # each baseline as if the repeats had been dropped
+            from item2vec.baselines import BASELINES
+
+            for b in ("pop", "markov", "sknn", "implicit", "item2vec"):
+                model = (Item2VecRecommender(embeddings=emb, vocab=data.vocab) if b == "item2vec" else BASELINES[b]())
+                record(f"{b}{MASKED_SUFFIX}", [(model.fit(data.train, data.n_items, repeats_dropped=True), 0.0, "")])
     if only in (None, "bilstm"):
         if i2v_s is None or name in INIT_ITEM2VEC:  # not fitted yet, or other settings for the init
             emb, _ = item2vec_vectors(name, data, seed, cache, init=True)
@@ -232,12 +256,15 @@ def run_dataset(
                                     **RANDOM_CHOSEN[name]}
         if emb.dim != params.get("embedding_dim", base["embedding_dim"]):
             variants[RANDOM_WIDE] = {"init": "random", "embedding_dim": emb.dim}
-        settings = {label: {k: val for k, val in {**params, **v}.items() if k not in ("variants", "init", "freeze")}
+        if not data.repeats_dropped:
+            variants[MASKED] = {**VARIANTS[MAIN], "repeats_dropped": True}
+        settings = {label: {k: val for k, val in {**params, **v}.items()
+                            if k not in ("variants", "init", "freeze", "repeats_dropped")}
                     for label, v in variants.items()}
         if RANDOM_OWN in settings and settings[RANDOM_OWN] == settings["bilstm (random init)"]:
             del variants[RANDOM_OWN]  # the same settings: the random-init row is its own choice already
         for label, v in variants.items():
-            if "variants" in overrides and label not in overrides["variants"]:
+            if "variants" in overrides and label not in overrides["variants"] and label != MASKED:
                 continue
             p = settings[label]
             runs, val_mrr, eps = [], [], []
@@ -246,7 +273,8 @@ def run_dataset(
                 model = NextItemRecommender(
                     embeddings=emb if v["init"] == "item2vec" else None, vocab=data.vocab,
                     init=v["init"], freeze=v.get("freeze", False), show_progress=False, random_state=sd, **p,
-                ).fit(data.train, data.n_items, valid=data.valid)
+                ).fit(data.train, data.n_items, valid=data.valid,
+                      repeats_dropped=v.get("repeats_dropped", data.repeats_dropped))
                 r = model.train_result_
                 runs.append((model, time.perf_counter() - t, f"{r.best_epoch}/{r.epochs_run}"))
                 val_mrr.append(r.best_metrics.get("val_mrr@20"))
@@ -256,7 +284,9 @@ def run_dataset(
             rows[label]["examples_per_second"] = round(float(np.mean(eps)))
         rows["_bilstm_params"] = params
     return {
-        "dataset": name,
+        "dataset": label_ds,
+        "repeats_dropped": data.repeats_dropped,
+        "repeat_share": float(repeats.mean()),
         "n_items": data.n_items,
         "train_sessions": len(data.train),
         "train_examples": sum(len(s) - 1 for s in data.train),
@@ -272,14 +302,14 @@ def run_dataset(
 
 
 def compare(rows: dict[str, dict[str, Any]], per_pred: dict[str, dict[str, np.ndarray]]) -> list[dict[str, Any]]:
-    """Paired bootstrap of :data:`MAIN` against the best baseline (per metric) and the random-init rows."""
+    """Paired bootstrap of :data:`MAIN` against the best baseline (per metric), the random-init rows and :data:`MASKED`."""
     out: list[dict[str, Any]] = []
     if MAIN not in per_pred:
         return out
     for metric, key in (("mrr@20", "rr"), ("hr@20", "hit")):
         others = [b for b in BASELINE_ROWS if b in rows]
         rivals = ([max(others, key=lambda b: rows[b][metric])] if others else []) + [
-            v for v in ("bilstm (random init)", RANDOM_OWN, RANDOM_WIDE) if v in per_pred]
+            v for v in ("bilstm (random init)", RANDOM_OWN, RANDOM_WIDE, MASKED) if v in per_pred]
         for rival in rivals:
             res = paired_bootstrap(per_pred[MAIN][key], per_pred[rival][key])
             out.append({"metric": metric, "against": rival, **res})
@@ -296,7 +326,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"### {r['dataset']}",
         "",
         f"{r['n_items']:,} items; {r['train_sessions']:,} training sessions ({r['train_examples']:,} prefixes); "
-        f"{r['valid_predictions']:,} validation and {r['test_predictions']:,} test predictions.",
+        f"{r['valid_predictions']:,} validation and {r['test_predictions']:,} test predictions"
+        + (f", {r['repeat_share']:.1%} of which repeat the prefix's last item." if "repeat_share" in r else "."),
         "",
         "| model | HR@20 | MRR@20 | NDCG@20 | train s | epochs (kept/run) |",
         "|---|---|---|---|---|---|",
@@ -341,7 +372,8 @@ def merge(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
                         cur["per_prediction"][label] = r["per_prediction"][label]
             if not cur["comparisons"]:
                 cur["comparisons"] = r.get("comparisons") or []
-    order = ("pop", "markov", "sknn", "implicit", "item2vec", *VARIANTS, RANDOM_OWN, RANDOM_WIDE)
+    base_rows = ("pop", "markov", "sknn", "implicit", "item2vec")
+    order = (*base_rows, *(b + MASKED_SUFFIX for b in base_rows), *VARIANTS, RANDOM_OWN, RANDOM_WIDE, MASKED)
     for r in out.values():
         r["rows"] = {k: r["rows"][k] for k in sorted(r["rows"], key=lambda k: order.index(k) if k in order else 99)}
         pp = {label: {k: np.asarray(v) for k, v in d.items()} for label, d in r["per_prediction"].items()}
@@ -386,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is steadiest on shared cores)")
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--cache", default=None, help="keep fitted item2vec vectors here and reuse them")
+    ap.add_argument("--repeats", choices=["dropped", "kept", "both"], default="dropped",
+                    help="prepare each log with consecutive repeats dropped (the default), kept, or both ways")
     ap.add_argument("--throughput", action="store_true", help="measure training throughput and peak memory only")
     ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                     help="print one table per dataset from --json files of runs that split the rows")
@@ -402,11 +436,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(throughput(a.threads), indent=2))
         return 0
     results = []
+    ways = {"dropped": (False,), "kept": (True,), "both": (False, True)}[a.repeats]
     for name in [d.strip() for d in a.datasets.split(",") if d.strip()]:
         seeds = tuple(int(x) for x in a.seeds.split(",")) if a.seeds else None
-        res = run_dataset(name, a.only, _parse_set(a.set), a.seed, Path(a.cache) if a.cache else None, seeds)
-        results.append(res)
-        print(markdown(res) + "\n", flush=True)
+        for keep in ways:
+            res = run_dataset(name, a.only, _parse_set(a.set), a.seed, Path(a.cache) if a.cache else None, seeds,
+                              keep_repeats=keep)
+            results.append(res)
+            print(markdown(res) + "\n", flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=2, default=str))
     return 0

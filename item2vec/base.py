@@ -19,7 +19,7 @@ import numpy as np
 from item2vec.exceptions import EmptyDataError, NotFittedError
 from item2vec.index import topk
 
-__all__ = ["Recommender", "check_k", "popularity"]
+__all__ = ["Recommender", "check_k", "has_repeats", "mask_last", "popularity"]
 
 Sessions = Sequence[np.ndarray]
 
@@ -39,16 +39,47 @@ def popularity(sessions: Sessions, n_items: int) -> np.ndarray:
     return np.bincount(flat, minlength=n_items + 1)[: n_items + 1].astype(np.float64)
 
 
+def has_repeats(sessions: Sessions) -> bool:
+    """Whether any session has the same item twice in a row (one vectorised pass)."""
+    arrays = [np.asarray(s).reshape(-1) for s in sessions]
+    if not arrays:
+        return False
+    flat = np.concatenate(arrays)
+    same = flat[1:] == flat[:-1]
+    ends = np.cumsum([len(a) for a in arrays])[:-1] - 1  # pairs that straddle two sessions
+    same[ends[(ends >= 0) & (ends < len(same))]] = False
+    return bool(same.any())
+
+
+def mask_last(scores: np.ndarray, prefixes: Sessions) -> np.ndarray:
+    """Score each prefix's last known item ``-inf`` in ``scores``, shape ``(B, n_items + 1)``, in place.
+
+    Indices outside ``1..n_items`` (padding, unknown items) are skipped, as the models skip
+    them; a prefix without a known item is left alone.
+    """
+    n = scores.shape[1]
+    for i, p in enumerate(prefixes):
+        p = np.asarray(p).reshape(-1)
+        p = p[(p > 0) & (p < n)]
+        if len(p):
+            scores[i, p[-1]] = -np.inf
+    return scores
+
+
 class Recommender(ABC):
     """Base class: ``fit(sessions, n_items) -> self``; ``recommend(prefix, k)``.
 
     Subclasses set :attr:`name` and implement :meth:`_fit` and :meth:`score_batch`.
-    ``n_items_`` and ``popularity_`` are set by :meth:`fit` for every model.
+    ``n_items_``, ``popularity_`` and ``repeats_dropped_`` are set by :meth:`fit` for
+    every model; :meth:`recommend_batch` never returns a prefix's last item when
+    ``repeats_dropped_`` is True.
     """
 
     name: str = "recommender"
 
-    def fit(self, sessions: Sessions, n_items: int | None = None) -> Recommender:
+    def fit(
+        self, sessions: Sessions, n_items: int | None = None, *, repeats_dropped: bool | None = None
+    ) -> Recommender:
         """Learn from training sessions of item indices.
 
         Parameters
@@ -57,6 +88,16 @@ class Recommender(ABC):
             Item indices in 1..n_items.
         n_items : int, optional
             Catalogue size; default the largest index seen.
+        repeats_dropped : bool, optional
+            Whether the data had consecutive repeats dropped, so that a session
+            never continues with its last item (pass ``SessionData.repeats_dropped``).
+            Default: True unless a training session has an item twice in a row.
+            Stored as ``repeats_dropped_``.
+
+        Raises
+        ------
+        TypeError
+            If ``repeats_dropped`` is not a bool or None.
         """
         sessions = [np.asarray(s, dtype=np.int64) for s in sessions]
         if not any(len(s) >= 2 for s in sessions):
@@ -68,8 +109,11 @@ class Recommender(ABC):
             n_items = seen_max
         if seen_max > n_items or min(int(s.min()) for s in sessions if len(s)) < 1:
             raise ValueError(f"{self.name}.fit: item indices must lie in 1..{n_items}")
+        if repeats_dropped is not None and not isinstance(repeats_dropped, (bool, np.bool_)):
+            raise TypeError(f"{self.name}.fit: repeats_dropped must be True, False or None, got {repeats_dropped!r}")
         self.n_items_ = int(n_items)
         self.popularity_ = popularity(sessions, self.n_items_)
+        self.repeats_dropped_ = not has_repeats(sessions) if repeats_dropped is None else bool(repeats_dropped)
         self._fit(sessions)
         return self
 
@@ -90,13 +134,18 @@ class Recommender(ABC):
         return 1e-3 * p / (p.max() + 1.0)
 
     def recommend_batch(self, prefixes: Sessions, k: int = 20) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` item indices and scores for each prefix, shapes ``(B, k)``."""
+        """Top-``k`` item indices and scores for each prefix, shapes ``(B, k)``.
+
+        Where repeats were dropped (``repeats_dropped_``) each prefix's last item scores ``-inf``.
+        """
         self._check_fitted()
         k = check_k(k)
         if len(prefixes) == 0:
             return np.empty((0, k), np.int64), np.empty((0, k), np.float32)
         scores = np.asarray(self.score_batch(prefixes), dtype=np.float32)
         scores[:, 0] = -np.inf
+        if self.repeats_dropped_:
+            mask_last(scores, prefixes)
         return topk(scores, k)
 
     def recommend(self, prefix: Sequence[int] | np.ndarray, k: int = 20) -> tuple[np.ndarray, np.ndarray]:

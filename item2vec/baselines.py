@@ -273,8 +273,10 @@ class ImplicitItemItem(Recommender):
       every item's. ``item_factors_`` holds the L2-normalised factors,
       ``(n_items + 1, factors)``.
 
-    An item's similarity with itself is dropped (it is always the maximum and
-    says nothing about the next item). Popularity breaks ties.
+    An item's similarity with itself is the maximum and says nothing about the
+    next item: where repeats were dropped (``repeats_dropped_``) the last item goes
+    to the bottom; where they were kept it keeps that maximum (1, the cosine of an
+    item with itself) and ranks first. Popularity breaks ties.
 
     Parameters
     ----------
@@ -373,9 +375,11 @@ class ImplicitItemItem(Recommender):
             scores = self.item_factors_[last] @ self.item_factors_.T
             floor = -1.0  # lowest cosine: the last item itself goes to the bottom
         else:
-            scores = self.similarity_[last].toarray()
+            scores = self.similarity_[last].toarray()  # the diagonal was dropped at fit
             floor = 0.0
-        scores[np.arange(len(last)), last] = floor
+        has = self.popularity_[last] > 0  # items with evidence (not padding)
+        rows = np.arange(len(last))
+        scores[rows, last] = floor if self.repeats_dropped_ else np.where(has, 1.0, floor)
         scores += self._fallback().astype(np.float32)
         return scores.astype(np.float32, copy=False)
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from item2vec._progress import tqdm
 from item2vec.base import Recommender, check_k
-from item2vec.exceptions import EmptyDataError
+from item2vec.exceptions import DataError, EmptyDataError
 
 __all__ = [
     "Prefixes",
@@ -189,6 +189,15 @@ def run_evaluation(
     ``item2vec`` and ``item2vec-mean`` share one set of vectors: ``embeddings``, or
     one :class:`~item2vec.embeddings.Item2Vec` fit (both rows' ``fit_seconds``
     include that fit).
+
+    Every model is told whether the data had consecutive repeats dropped
+    (``data.repeats_dropped``); a ``bilstm`` checkpoint must have been trained on data
+    prepared the same way.
+
+    Raises
+    ------
+    DataError
+        If the ``bilstm`` checkpoint and ``data`` disagree on whether repeats were dropped.
     """
     from item2vec.recommenders import Item2VecRecommender, make_recommender
 
@@ -205,7 +214,7 @@ def run_evaluation(
             emb, vocab, shared_s = shared or (None, None, 0.0)
             model = Item2VecRecommender(mode=mode, embeddings=emb, vocab=vocab,
                                         show_progress=show_progress, **(item2vec_params or {}))
-            model.fit(data.train, n_items=data.n_items)
+            model.fit(data.train, n_items=data.n_items, repeats_dropped=data.repeats_dropped)
             t0 -= shared_s
             if shared is None:
                 shared = (model.item2vec_.embeddings_, None, time.perf_counter() - t0)
@@ -215,8 +224,15 @@ def run_evaluation(
             from item2vec.nextitem import load_next_model
 
             model = load_next_model(next_model)
+            if model.repeats_dropped_ != data.repeats_dropped:
+                how = {True: "dropped", False: "kept"}
+                raise DataError(
+                    f"the bilstm at {next_model} was trained on data with consecutive repeats "
+                    f"{how[model.repeats_dropped_]}, but this data has them {how[data.repeats_dropped]}; "
+                    "prepare both the same way (item2vec prepare [--keep-repeats])"
+                )
         else:
-            model = make_recommender(name).fit(data.train, n_items=data.n_items)
+            model = make_recommender(name).fit(data.train, n_items=data.n_items, repeats_dropped=data.repeats_dropped)
         fit_s = time.perf_counter() - t0
         res = evaluate(model, pre, k=k, show_progress=show_progress)
         res["fit_seconds"] = round(fit_s, 3)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from item2vec.base import Recommender
+from item2vec.base import Recommender, mask_last
 from item2vec.data.vocab import ItemVocab
 from item2vec.embeddings import Item2Vec, Item2VecConfig, ItemEmbeddings
 from item2vec.index import normalize
@@ -21,9 +21,12 @@ class Item2VecRecommender(Recommender):
     Parameters
     ----------
     mode : {"last", "mean"}
-        ``"last"``: neighbours of the last item of the prefix (the item itself is
-        excluded). ``"mean"``: neighbours of the mean of the prefix's unit vectors
-        (the prefix's items are excluded).
+        ``"last"``: neighbours of the last item of the prefix. ``"mean"``:
+        neighbours of the mean of the prefix's unit vectors (the prefix's items
+        before the last are excluded). The last item itself is excluded where
+        repeats were dropped (``repeats_dropped_``, see :meth:`Recommender.fit
+        <item2vec.base.Recommender.fit>`); where they were kept it is its own
+        nearest neighbour and ranks first.
     embeddings : ItemEmbeddings, optional
         Pre-trained vectors. Their ids are mapped to indices with ``vocab`` (or,
         without ``vocab``, taken to be the indices themselves). Without
@@ -77,14 +80,17 @@ class Item2VecRecommender(Recommender):
         self._check_fitted()
         # known items of each prefix (0 and out-of-range indices are skipped)
         clean = [p[(p > 0) & (p <= self.n_items_)] for p in (np.asarray(p, dtype=np.int64) for p in prefixes)]
-        seen = [p[-1:] if self.mode == "last" else p for p in clean]  # the query items, never returned
+        query = [p[-1:] if self.mode == "last" else p for p in clean]
         q = np.zeros((len(clean), self.unit_.shape[1]), dtype=np.float32)
-        for i, p in enumerate(seen):
+        for i, p in enumerate(query):
             if len(p):
                 q[i] = self.unit_[p].mean(axis=0)
         scores = q @ self.unit_.T + self._fallback()[None, :].astype(np.float32)
-        for i, p in enumerate(seen):
-            scores[i, p] = -np.inf
+        if self.mode == "mean":
+            for i, p in enumerate(clean):
+                scores[i, p[:-1][p[:-1] != p[-1]] if len(p) else p] = -np.inf  # the query, bar the last item
+        if self.repeats_dropped_:
+            mask_last(scores, clean)
         return scores
 
 

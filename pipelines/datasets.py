@@ -10,6 +10,9 @@ Paths are relative to ``../shared/datasets`` beside the checkout (override with
 - movielens: a user's ratings cut at 60-minute gaps; latest 10% of sessions test,
   10% before validation (22 years of data: days would leave test nearly empty).
 - gowalla: a user's check-ins cut at 24-hour gaps; places with >= 3 check-ins.
+
+Each can be prepared two ways: consecutive repeats dropped (the default) or kept
+(``keep_repeats=True``, the GRU4Rec / SR-GNN protocol); the prepared data records which.
 """
 
 from __future__ import annotations
@@ -46,12 +49,16 @@ DATASETS: dict[str, dict[str, Any]] = {
 }
 
 
-def load_dataset(name: str, root: Path = ROOT) -> SessionData:
-    """Read and prepare one of :data:`DATASETS` (with item metadata where the source has it)."""
+def load_dataset(name: str, root: Path = ROOT, keep_repeats: bool = False) -> SessionData:
+    """Read and prepare one of :data:`DATASETS` (with item metadata where the source has it).
+
+    ``keep_repeats`` keeps consecutive repeats of an item (``PrepareConfig(drop_repeats=False)``).
+    """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
     spec = DATASETS[name]
     path = root / spec["path"]
     events = read_events(path, spec["format"])
     meta = read_item_metadata(path, spec["format"])
-    return prepare(events, PrepareConfig(**spec["prepare"]), metadata=meta, name=name)
+    config = PrepareConfig(**{**spec["prepare"], "drop_repeats": not keep_repeats})
+    return prepare(events, config, metadata=meta, name=name)

@@ -102,8 +102,8 @@ def test_make_baseline_passes_params():
 
 def test_pop_ranks_by_count():
     m = Pop().fit(_s([3, 1], [3, 2], [3, 2, 4], [2, 3]), n_items=5)
-    ids, _ = m.recommend([1], k=5)
-    # counts: 3 -> 4, 2 -> 3, 1 -> 1, 4 -> 1, 5 -> 0; ties by lower index
+    ids, _ = m.recommend([5], k=5)
+    # counts: 3 -> 4, 2 -> 3, 1 -> 1, 4 -> 1, 5 -> 0 (and the last item); ties by lower index
     np.testing.assert_array_equal(ids, [3, 2, 1, 4, 5])
 
 

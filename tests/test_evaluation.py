@@ -53,7 +53,7 @@ def test_metrics_from_ranks_by_hand():
 
 
 def test_evaluate_with_known_ranks():
-    model = FixedOrder([3, 2, 1, 4, 5]).fit([np.array([1, 2, 3, 4, 5])], n_items=5)
+    model = FixedOrder([3, 2, 1, 4, 5]).fit([np.array([1, 2, 3, 4, 5])], n_items=5, repeats_dropped=False)
     # targets 2 (rank 2), 3 (rank 1), 5 (rank 5)
     res = evaluate(model, [np.array([1, 2, 3]), np.array([4, 5])], k=3)
     assert res["n_predictions"] == 3
@@ -83,7 +83,7 @@ def test_evaluate_errors():
 
 
 def test_prediction_ranks_and_reciprocal_ranks():
-    model = FixedOrder([3, 2, 1, 4, 5]).fit([np.array([1, 2, 3, 4, 5])], n_items=5)
+    model = FixedOrder([3, 2, 1, 4, 5]).fit([np.array([1, 2, 3, 4, 5])], n_items=5, repeats_dropped=False)
     ranks = prediction_ranks(model, [np.array([1, 2, 3]), np.array([4, 5])], k=3)
     assert ranks.tolist() == [2, 1, 0]  # targets 2, 3, 5: ranks 2, 1, 5 (outside the top 3)
     assert reciprocal_ranks(ranks).tolist() == [0.5, 1.0, 0.0]

@@ -489,6 +489,15 @@ class SessionData:
     def n_items(self) -> int:
         return len(self.vocab)
 
+    @property
+    def repeats_dropped(self) -> bool:
+        """Whether consecutive repeats were dropped, so a session never continues with its last item.
+
+        Read from ``stats["config"]["drop_repeats"]``; True where the stats do not say (the default).
+        Pass it to ``Recommender.fit(..., repeats_dropped=)``.
+        """
+        return bool((self.stats.get("config") or {}).get("drop_repeats", True))
+
     def decode(self, sessions: list[np.ndarray]) -> list[list[Any]]:
         """Sessions of indices → lists of external ids."""
         return [self.vocab.lookup(s).tolist() for s in sessions]

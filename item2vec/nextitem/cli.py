@@ -94,7 +94,8 @@ def _cmd_train_next(a: argparse.Namespace) -> int:
     model = NextItemRecommender(
         embeddings=emb, vocab=data.vocab, init=a.init, freeze=a.freeze, show_progress=not a.quiet, **params
     )
-    model.fit(data.train, n_items=data.n_items, valid=data.valid if data.valid else None)
+    model.fit(data.train, n_items=data.n_items, valid=data.valid if data.valid else None,
+              repeats_dropped=data.repeats_dropped)
     model.save(a.out)
     a.fitted = model  # what --mlflow logs (tracking_cli)
     r = model.train_result_

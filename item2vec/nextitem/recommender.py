@@ -74,6 +74,10 @@ class NextItemRecommender(Recommender):
 
     Attributes
     ----------
+    repeats_dropped_ : bool
+        Whether the training data had consecutive repeats dropped (see :meth:`fit`):
+        then a prefix's last item is never recommended nor counted in validation ranks.
+        The checkpoint keeps it.
     model_ : NextItemModel
     train_result_ : TrainResult
     config_ : NextItemConfig
@@ -146,6 +150,8 @@ class NextItemRecommender(Recommender):
         sessions: Sequence[np.ndarray],
         n_items: int | None = None,
         valid: Sequence[np.ndarray] | None = None,
+        *,
+        repeats_dropped: bool | None = None,
     ) -> NextItemRecommender:
         """Train on sessions of item indices.
 
@@ -158,6 +164,10 @@ class NextItemRecommender(Recommender):
         valid : sequence of int arrays, optional
             Validation sessions for early stopping on MRR@20. Indices outside
             ``1..n_items`` are dropped. Without them, see ``valid_fraction``.
+        repeats_dropped : bool, optional
+            Whether the data had consecutive repeats dropped (pass
+            ``SessionData.repeats_dropped``); default: True unless a training
+            session has an item twice in a row. See :class:`~item2vec.base.Recommender`.
 
         Returns
         -------
@@ -165,7 +175,7 @@ class NextItemRecommender(Recommender):
         """
         self._valid = valid
         try:
-            super().fit(sessions, n_items)
+            super().fit(sessions, n_items, repeats_dropped=repeats_dropped)
         finally:
             del self._valid
         return self
@@ -211,7 +221,8 @@ class NextItemRecommender(Recommender):
         if table is not None:
             model.load_item_table(table, freeze=self.freeze)
         self.train_result_ = Trainer(tcfg).fit(
-            model, train, valid, max_prefix=self.config_.max_prefix, callback=self._callback
+            model, train, valid, max_prefix=self.config_.max_prefix, callback=self._callback,
+            exclude_last=self.repeats_dropped_,
         )
         self.model_ = model
         self.device_ = next(model.parameters()).device
@@ -245,7 +256,7 @@ class NextItemRecommender(Recommender):
         """``(rows, scores)`` per batch of the prefixes that have a known item.
 
         ``scores`` is a ``(len(rows), n_items + 1)`` tensor on the model's device,
-        made under ``torch.inference_mode``, with column 0 and (``exclude_last``)
+        made under ``torch.inference_mode``, with column 0 and (``repeats_dropped_``)
         each prefix's last item at ``-inf``. Indices outside ``1..n_items`` are
         skipped and the last ``max_prefix`` known items are read.
         """
@@ -257,7 +268,7 @@ class NextItemRecommender(Recommender):
         lengths = np.array([len(p) for p in clean], dtype=np.int64)
         rows = np.flatnonzero(lengths > 0)
         model, device = self.model_, self.device_
-        exclude_last = self._train_config().exclude_last
+        exclude_last = self.repeats_dropped_
         model.eval()
         with torch.inference_mode():
             for start in range(0, len(rows), batch_size):
@@ -269,7 +280,7 @@ class NextItemRecommender(Recommender):
                 lengths_t = torch.from_numpy(lengths[r])
                 scores, _ = model(items_t, lengths_t)  # (b, n + 1), column 0 already -inf
                 if exclude_last:
-                    # prepared sessions have no consecutive repeats: the last item is never next
+                    # the data had consecutive repeats dropped: the last item is never next
                     last = items_t.gather(1, (lengths_t.to(device) - 1).unsqueeze(1))
                     scores = scores.scatter(1, last, float("-inf"))
                 yield r, scores
@@ -279,8 +290,8 @@ class NextItemRecommender(Recommender):
 
         Indices outside ``1..n_items`` (0, unknown items) are skipped; the last
         ``max_prefix`` known items are read. A prefix with no known item gets
-        log-popularity scores. With ``exclude_last`` (the default) the prefix's
-        last item scores ``-inf``.
+        log-popularity scores. Where the training data had consecutive repeats
+        dropped (``repeats_dropped_``) the prefix's last item scores ``-inf``.
         """
         self._check_fitted()
         out = np.empty((len(prefixes), self.n_items_ + 1), dtype=np.float32)
@@ -346,6 +357,7 @@ class NextItemRecommender(Recommender):
             "format_version": FORMAT_VERSION,
             "kind": KIND,
             "n_items": self.n_items_,
+            "repeats_dropped": self.repeats_dropped_,
             "config": self.config_.to_dict(),
             "params": self.get_params(),
             "epoch": res.best_epoch,
@@ -412,6 +424,8 @@ class NextItemRecommender(Recommender):
                 raise CorruptModelError(f"{p / WEIGHTS}: not arrays saved by numpy ({e})") from None
         params = dict(ckpt["params"])
         init, freeze, vf = params.pop("init"), params.pop("freeze"), params.pop("valid_fraction")
+        old_setting = params.pop("exclude_last", True)  # how checkpoints before the fact was recorded kept it
+        repeats_dropped = ckpt.get("repeats_dropped", old_setting)
         if device is not None:
             params["device"] = device
         vocab = None if ckpt["vocab"] is None else ItemVocab.from_list(ckpt["vocab"])
@@ -432,6 +446,7 @@ class NextItemRecommender(Recommender):
         self.model_ = model.to(dev).eval()
         self.device_ = dev
         self.n_items_ = n_items
+        self.repeats_dropped_ = bool(repeats_dropped)
         self.popularity_ = arrays["popularity"]
         self.train_result_ = TrainResult(
             history=list(ckpt["history"]),

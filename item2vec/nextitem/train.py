@@ -129,7 +129,8 @@ def rank_metrics(
     """HR@k and MRR@k of ``model`` on ``examples`` (rank = 1 + items scored strictly higher).
 
     ``exclude_last`` scores each prefix's last item ``-inf`` first, as
-    :class:`~item2vec.nextitem.NextItemRecommender` does at inference.
+    :class:`~item2vec.nextitem.NextItemRecommender` does at inference on data
+    whose consecutive repeats were dropped.
     """
     device = device or next(model.parameters()).device
     was_training = model.training
@@ -189,9 +190,9 @@ class TrainConfig(DictConfig):
         as fast as more and far steadier for models of this size.
     show_progress : bool
         A tqdm bar over epochs with the loss.
-    exclude_last : bool
-        Validation ranks leave out each prefix's last item, as the recommender does
-        (sessions without consecutive repeats never continue with their last item).
+
+    Whether validation ranks leave out each prefix's last item is not a setting
+    but a fact of the data: see ``exclude_last`` of :meth:`Trainer.fit`.
     """
 
     _label = "TrainConfig option"
@@ -211,7 +212,6 @@ class TrainConfig(DictConfig):
     device: str | None = None
     num_threads: int | None = None
     show_progress: bool = True
-    exclude_last: bool = True
 
     def __post_init__(self) -> None:
         if (self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.patience < 1 or self.k < 1
@@ -260,6 +260,7 @@ class Trainer:
         valid: Sequence[np.ndarray] | Examples | None = None,
         max_prefix: int = 10,
         callback: EpochCallback | None = None,
+        exclude_last: bool = False,
     ) -> TrainResult:
         """Train ``model`` in place; with ``valid``, keep the weights of the best epoch.
 
@@ -276,6 +277,10 @@ class Trainer:
             ``callback(epoch, {"loss": ..., "val_mrr@20": ..., "val_hr@20": ...,
             "examples_per_second": ..., "lr": ...})`` after each epoch (1-based
             epochs; ``lr`` is the rate that epoch trained with).
+        exclude_last : bool
+            Validation ranks leave out each prefix's last item: for data whose
+            consecutive repeats were dropped (``SessionData.repeats_dropped``), where
+            a session never continues with its last item.
 
         Returns
         -------
@@ -285,7 +290,7 @@ class Trainer:
         if self.config.num_threads is not None:
             torch.set_num_threads(self.config.num_threads)
         try:
-            return self._fit(model, train, valid, max_prefix, callback)
+            return self._fit(model, train, valid, max_prefix, callback, exclude_last)
         finally:
             torch.set_num_threads(threads)
 
@@ -296,6 +301,7 @@ class Trainer:
         valid: Sequence[np.ndarray] | Examples | None,
         max_prefix: int,
         callback: EpochCallback | None,
+        exclude_last: bool,
     ) -> TrainResult:
         cfg = self.config
         device = resolve_device(cfg.device)
@@ -344,7 +350,7 @@ class Trainer:
             metrics: dict[str, float] = {"loss": total / max(seen, 1), "examples_per_second": seen / max(epoch_s, 1e-9),
                                          "lr": opt.param_groups[0]["lr"]}
             if val is not None:
-                metrics.update({f"val_{m}": v for m, v in rank_metrics(model, val, cfg.k, device=device, exclude_last=cfg.exclude_last).items()})
+                metrics.update({f"val_{m}": v for m, v in rank_metrics(model, val, cfg.k, device=device, exclude_last=exclude_last).items()})
             result.history.append({"epoch": epoch, **metrics})
             result.epochs_run = epoch
             if callback is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import polars as pl
 import pytest
 import torch
 
@@ -36,3 +38,22 @@ def sequential_data():
 def sequential_embeddings(sequential_data):
     data, _ = sequential_data
     return Item2Vec(vector_size=16, epochs=5, show_progress=False).fit(data.decode(data.train)).embeddings_
+
+
+@pytest.fixture(scope="session")
+def repeat_data():
+    """The sequential log with every event doubled half the time, prepared with repeats kept and dropped.
+
+    After a single click on an item the next one is that item again about half the
+    time (a repeat) and its planted successor otherwise; after a double click it is
+    the successor.
+    """
+    events, _ = make_sessions(
+        n_sessions=300, n_clusters=3, items_per_cluster=10, p_follow=1.0, days=10, random_state=0
+    )
+    rng = np.random.default_rng(0)
+    events = events.select(pl.all().gather(np.repeat(np.arange(events.height), 1 + (rng.random(events.height) < 0.5))))
+    cfg = dict(test_days=2, valid_days=1, min_item_support=1)
+    kept = prepare(events, PrepareConfig(drop_repeats=False, **cfg), name="repeats-kept")
+    dropped = prepare(events, PrepareConfig(**cfg), name="repeats-dropped")
+    return kept, dropped

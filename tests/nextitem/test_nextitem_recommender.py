@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from item2vec.embeddings import ItemEmbeddings
-from item2vec.evaluation import evaluate
+from item2vec.evaluation import evaluate, make_prefixes, prediction_ranks
 from item2vec.exceptions import DataError, FormatVersionError, NotFittedError
 from item2vec.index import topk
 from item2vec.nextitem import NextItemRecommender, load_next_model, pretrained_table
@@ -89,16 +89,60 @@ def test_unknown_items_are_skipped_and_empty_prefix_is_popularity(fitted, sequen
     np.testing.assert_array_equal(*fitted.score_batch([long, long[-cap:]]))
 
 
-def test_last_item_is_never_recommended_unless_asked(fitted, sequential_data, tmp_path):
+def test_last_item_never_recommended_where_repeats_were_dropped(fitted, sequential_data, tmp_path):
     data, _ = sequential_data
+    assert data.repeats_dropped and fitted.repeats_dropped_
     prefixes = [s[:3] for s in data.test[:20]]
     scores = fitted.score_batch(prefixes)
     assert all(np.isneginf(scores[i, p[-1]]) for i, p in enumerate(prefixes))
-    back = type(fitted).load(fitted.save(tmp_path / "m"))
-    assert back._train_config().exclude_last
-    keep = type(fitted).load(fitted.save(tmp_path / "m"))
-    keep.params["exclude_last"] = False
-    assert all(np.isfinite(keep.score_batch(prefixes)[i, p[-1]]) for i, p in enumerate(prefixes))
+    # the fact is in the checkpoint, not a training setting
+    path = fitted.save(tmp_path / "m")
+    assert json.loads((path / "meta.json").read_text())["repeats_dropped"] is True
+    assert load_next_model(path).repeats_dropped_
+    assert "exclude_last" not in fitted.get_params()
+    with pytest.raises(ValueError, match="exclude_last"):
+        NextItemRecommender(exclude_last=False)
+
+
+def test_bilstm_recommends_the_last_item_where_repeats_were_kept(repeat_data, tmp_path):
+    kept, dropped = repeat_data
+    assert not kept.repeats_dropped and dropped.repeats_dropped
+    pre = make_prefixes(kept.test)
+    repeat = np.array([p[-1] == t for p, t in zip(pre.prefixes, pre.targets, strict=True)])
+    assert 0.2 < repeat.mean() < 0.6
+    # told nothing, the model reads the fact off the training sessions; told, it takes it
+    for fit_kw in ({}, {"repeats_dropped": kept.repeats_dropped}):
+        model = NextItemRecommender(init="random", **SMALL).fit(kept.train, kept.n_items, valid=kept.valid, **fit_kw)
+        assert not model.repeats_dropped_
+        ranks = prediction_ranks(model, pre, k=2)
+        assert (ranks[repeat] > 0).mean() > 0.9 and (ranks > 0).mean() > 0.9
+    # the saved model keeps the fact and its answers
+    back = load_next_model(model.save(tmp_path / "kept"))
+    assert not back.repeats_dropped_
+    assert json.loads((tmp_path / "kept" / "meta.json").read_text())["repeats_dropped"] is False
+    np.testing.assert_array_equal(prediction_ranks(back, pre, k=2), ranks)
+    # the mask forced on (what every model did before the fact was recorded) misses every repeat
+    masked = NextItemRecommender(init="random", **SMALL).fit(
+        kept.train, kept.n_items, valid=kept.valid, repeats_dropped=True
+    )
+    assert (prediction_ranks(masked, pre, k=2)[repeat] == 0).all()
+    # on the same log prepared with repeats dropped the last item is never recommended
+    on_dropped = NextItemRecommender(init="random", **SMALL).fit(dropped.train, dropped.n_items, valid=dropped.valid)
+    assert on_dropped.repeats_dropped_
+    ids, scores = on_dropped.recommend_batch(make_prefixes(dropped.test).prefixes, k=3)
+    last = np.array([p[-1] for p in make_prefixes(dropped.test).prefixes])
+    assert not (ids == last[:, None]).any()
+
+
+def test_checkpoint_from_before_the_fact_loads_with_its_setting(fitted, tmp_path):
+    # checkpoints written before repeats_dropped was recorded kept the training setting exclude_last
+    path = fitted.save(tmp_path / "m")
+    ckpt = torch.load(path / "checkpoint.pt", weights_only=True)
+    del ckpt["repeats_dropped"]
+    for setting in (True, False):
+        ckpt["params"]["exclude_last"] = setting
+        torch.save(ckpt, path / "checkpoint.pt")
+        assert load_next_model(path).repeats_dropped_ is setting
 
 
 def test_checkpoint_round_trip_identical_scores(fitted, sequential_data, tmp_path):
