@@ -135,14 +135,20 @@ def test_bilstm_recommends_the_last_item_where_repeats_were_kept(repeat_data, tm
 
 
 def test_checkpoint_from_before_the_fact_loads_with_its_setting(fitted, tmp_path):
-    # checkpoints written before repeats_dropped was recorded kept the training setting exclude_last
+    # format-1 checkpoints (checkpoint.pt, written before repeats_dropped was recorded)
+    # kept the training setting exclude_last
     path = fitted.save(tmp_path / "m")
-    ckpt = torch.load(path / "checkpoint.pt", weights_only=True)
+    ckpt = json.loads((path / "checkpoint.json").read_text())
+    with np.load(path / "weights.npz", allow_pickle=False) as z:
+        state = {k.removeprefix("state_dict/"): torch.from_numpy(z[k]) for k in z.files if k.startswith("state_dict/")}
+        pop = torch.from_numpy(z["popularity"])
     del ckpt["repeats_dropped"]
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
     for setting in (True, False):
         ckpt["params"]["exclude_last"] = setting
-        torch.save(ckpt, path / "checkpoint.pt")
-        assert load_next_model(path).repeats_dropped_ is setting
+        torch.save({**ckpt, "format_version": 1, "state_dict": state, "popularity": pop}, legacy / "checkpoint.pt")
+        assert load_next_model(legacy).repeats_dropped_ is setting
 
 
 def test_checkpoint_round_trip_identical_scores(fitted, sequential_data, tmp_path):
