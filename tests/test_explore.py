@@ -402,7 +402,7 @@ def test_browser_online_retail_screenshot(browser, shared_datasets):
         pytest.skip("online-retail is not among the shared datasets")
     from item2vec.data import PrepareConfig, prepare, read_events, read_item_metadata
     from item2vec.explore import _metadata_maps
-    from item2vec.viz import title_categories
+    from item2vec.viz import ONLINE_RETAIL_THEMES, title_categories
 
     path = shared_datasets / "online-retail" / "by-day"
     events = read_events(path, "online-retail", start="2011-09-01")
@@ -411,7 +411,7 @@ def test_browser_online_retail_screenshot(browser, shared_datasets):
     emb = Item2Vec(vector_size=32, epochs=3, show_progress=False, compute_loss=False).fit(
         data.decode(data.train)).embeddings_
     titles, _ = _metadata_maps(data.metadata, int_ids=False)
-    explorer = Explorer(emb, titles, title_categories(titles), map_items=600, k=10)
+    explorer = Explorer(emb, titles, title_categories(titles, ONLINE_RETAIL_THEMES), map_items=600, k=10)
     server = serve(explorer)
     try:
         browser.get(f"http://127.0.0.1:{server.server_address[1]}/")
