@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -85,6 +86,10 @@ def _cmd_explore(a: argparse.Namespace) -> int:
         import webbrowser
 
         webbrowser.open(url)
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM (kill, a test's teardown) stops as Ctrl-C does
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         while True:
             time.sleep(3600)
