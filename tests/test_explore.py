@@ -143,6 +143,23 @@ def test_written_page_is_self_contained(str_explorer, tmp_path):
     assert [data["items"]["id"][j] for j, _ in data["neighbours"][row]] == ids.tolist()
 
 
+def test_a_large_catalogue_file_holds_the_sample_and_its_neighbours(str_model, monkeypatch):
+    import item2vec.explore as explore
+
+    emb, titles, categories = str_model
+    monkeypatch.setattr(explore, "FILE_MAX_ITEMS", 40)
+    ex = Explorer(emb, titles, categories, map_items=25, k=3, k_max=3, projection="pca")
+    page = ex.html("file")
+    data = json.loads(re.search(r'<script id="i2v-data" type="application/json">(.*?)</script>', page, re.S).group(1))
+    held = data["items"]["id"]
+    assert data["n_items"] == len(emb) > len(held) >= 25
+    sampled = [held[i] for i in data["map"]]
+    assert sorted(sampled) == sorted(emb.ids[ex.sample].tolist())
+    for i in data["map"]:  # every sampled item's neighbours are in the file, in the model's order
+        want = emb.similar_items(held[i], k=data["k_max"])[0].tolist()
+        assert [held[j] for j, _ in data["neighbours"][i]] == want
+
+
 def test_a_title_with_a_script_tag_cannot_break_the_page(str_model, tmp_path):
     emb, titles, categories = str_model
     evil = dict(titles)
@@ -226,6 +243,25 @@ def test_cli_serves_the_model_and_writes_the_page(int_model, tmp_path):
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
     assert '"mode":"file"' in page.read_text()
+
+
+def test_cli_opens_a_registry_uri(str_model, tmp_path):
+    emb = str_model[0]
+    pytest.importorskip("mlflow")
+    from item2vec.cli import main
+    from item2vec.registry import ServedModel, log_model, set_alias
+    from item2vec.tracking import start_run
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with start_run("explore", experiment="explore", tracking_uri=uri):
+        info = log_model(ServedModel(emb), registered_model_name="explore-toy")
+    set_alias("explore-toy", info.registered_model_version, "champion", tracking_uri=uri)
+    page = tmp_path / "page.html"
+    assert main(["explore", "--model", "models:/explore-toy@champion", "--tracking-uri", uri, "--html", str(page),
+                 "--no-serve", "--projection", "pca", "--quiet"]) == 0
+    data = json.loads(re.search(r'<script id="i2v-data" type="application/json">(.*?)</script>',
+                                page.read_text(), re.S).group(1))
+    assert data["items"]["id"] == emb.ids.tolist() and data["int_ids"] is False
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, int_model):
