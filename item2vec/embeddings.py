@@ -257,26 +257,6 @@ class ItemEmbeddings:
             out_ids, out_scores = full_ids, full_scores
         return out_ids, out_scores
 
-    def _similar_to_vectors(
-        self, vectors: np.ndarray, k: int, filter_items: Iterable[Any] | None, index: IndexKind | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`similar_items` for a query vector (1-D) or a batch of them (2-D); nothing is excluded."""
-        q = np.asarray(vectors, dtype=np.float32)
-        if q.ndim not in (1, 2) or q.shape[-1] != self.dim:
-            raise DataError(
-                f"a query vector must have shape ({self.dim},) or (n, {self.dim}) for these {self.dim}-d "
-                f"embeddings, got shape {q.shape}"
-            )
-        if not np.isfinite(q).all():
-            raise DataError("the query vector holds NaN or infinite values")
-        exclude_all = None if filter_items is None else self.vocab.indices(filter_items, missing="drop") - 1
-        rows, scores = self.get_index(index).search(np.atleast_2d(q), min(k, len(self)), exclude_all=exclude_all)
-        found = self.vocab.ids[rows]
-        if q.ndim == 2:
-            return found, scores
-        valid = np.isfinite(scores[0])  # filters that left fewer than k items: -inf places sort last
-        return found[0][valid], scores[0][valid]
-
     # -- persistence -------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write ``vectors.npy``, ``ids.json``, ``meta.json`` and the index, atomically.
@@ -343,6 +323,26 @@ class ItemEmbeddings:
         return p
 
     # -- vectors that travel: gensim, the TensorFlow Embedding Projector -------------
+    def _similar_to_vectors(
+        self, vectors: np.ndarray, k: int, filter_items: Iterable[Any] | None, index: IndexKind | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`similar_items` for a query vector (1-D) or a batch of them (2-D); nothing is excluded."""
+        q = np.asarray(vectors, dtype=np.float32)
+        if q.ndim not in (1, 2) or q.shape[-1] != self.dim:
+            raise DataError(
+                f"a query vector must have shape ({self.dim},) or (n, {self.dim}) for these {self.dim}-d "
+                f"embeddings, got shape {q.shape}"
+            )
+        if not np.isfinite(q).all():
+            raise DataError("the query vector holds NaN or infinite values")
+        exclude_all = None if filter_items is None else self.vocab.indices(filter_items, missing="drop") - 1
+        rows, scores = self.get_index(index).search(np.atleast_2d(q), min(k, len(self)), exclude_all=exclude_all)
+        found = self.vocab.ids[rows]
+        if q.ndim == 2:
+            return found, scores
+        valid = np.isfinite(scores[0])  # filters that left fewer than k items: -inf places sort last
+        return found[0][valid], scores[0][valid]
+
     def to_keyed_vectors(self) -> Any:
         """The vectors as a gensim :class:`~gensim.models.KeyedVectors`, keyed by the ids as they are.
 
