@@ -667,7 +667,14 @@ async function ask(q) {
   if (n === asked) listResults(rs);
   return rs;
 }
-$("q").addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(() => ask($("q").value), 120); });
+$("q").addEventListener("input", () => {
+  clearTimeout(timer);
+  timer = setTimeout(async () => {  // a pause after typing an id shows it; a title lists the matches
+    const q = $("q").value.trim(), rs = await ask(q);
+    const exact = rs.find((r) => String(r.id) === q);
+    if (exact && q === $("q").value.trim()) go(exact.id);
+  }, 250);
+});
 $("q").addEventListener("blur", () => { $("results").hidden = true; });
 $("q").addEventListener("keydown", async (e) => {
   if (e.key === "Escape") { $("results").hidden = true; return; }

@@ -364,6 +364,13 @@ def _what_a_user_sees(driver, emb: ItemEmbeddings, titles: dict, unknown: str) -
     # back goes back to the first item
     driver.back()
     _wait(driver, lambda d: d.find_element(By.ID, "chosen-id").text == str(item))
+    # typing an id, without Enter, shows it after a pause
+    other = emb.ids[11].item() if hasattr(emb.ids[11], "item") else emb.ids[11]
+    box = driver.find_element(By.ID, "q")
+    box.clear()
+    box.send_keys(str(other))
+    _wait(driver, lambda d: d.find_element(By.ID, "chosen-id").text == str(other))
+    assert _shown(driver)[1] == [str(i) for i in emb.similar_items(other, k=K)[0].tolist()]
     # hovering a point labels it
     point = driver.find_elements(By.CSS_SELECTOR, "#map circle.pt")[0]
     ActionChains(driver).move_to_element(point).perform()
