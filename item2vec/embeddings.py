@@ -13,7 +13,7 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -186,6 +186,9 @@ class ItemEmbeddings:
         items : id or list/array of ids
             One external id gives 1-D answers; a list or array gives 2-D answers,
             one row per query, computed as one matrix product.
+            A float array is a query vector instead (shape ``(dim,)``: 1-D answers;
+            ``(n, dim)``: one row per vector), e.g. ``emb["a"] + emb["b"] - emb["c"]``;
+            nothing is excluded from its answer but ``filter_items``.
         k : int
             Number of neighbours (> 0). Fewer come back when the catalogue is
             smaller than ``k + 1``.
@@ -219,6 +222,8 @@ class ItemEmbeddings:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         if missing not in ("raise", "ignore"):
             raise ValueError(f"missing must be 'raise' or 'ignore', got {missing!r}")
+        if isinstance(items, np.ndarray) and items.dtype.kind == "f":  # query vectors, not ids
+            return self._similar_to_vectors(items, k, filter_items, index)
         single = not isinstance(items, (list, tuple, np.ndarray)) or (
             isinstance(items, np.ndarray) and items.ndim == 0
         )
@@ -359,6 +364,146 @@ class ItemEmbeddings:
                     raise DataError(f"id {item!r} has whitespace; the word2vec text format cannot hold it")
                 fh.write(key + " " + " ".join(f"{x:.6g}" for x in vec) + "\n")
         return p
+
+    # -- vectors that travel: gensim, the TensorFlow Embedding Projector -------------
+    def _similar_to_vectors(
+        self, vectors: np.ndarray, k: int, filter_items: Iterable[Any] | None, index: IndexKind | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`similar_items` for a query vector (1-D) or a batch of them (2-D); nothing is excluded."""
+        q = np.asarray(vectors, dtype=np.float32)
+        if q.ndim not in (1, 2) or q.shape[-1] != self.dim:
+            raise DataError(
+                f"a query vector must have shape ({self.dim},) or (n, {self.dim}) for these {self.dim}-d "
+                f"embeddings, got shape {q.shape}"
+            )
+        if not np.isfinite(q).all():
+            raise DataError("the query vector holds NaN or infinite values")
+        exclude_all = None if filter_items is None else self.vocab.indices(filter_items, missing="drop") - 1
+        rows, scores = self.get_index(index).search(np.atleast_2d(q), min(k, len(self)), exclude_all=exclude_all)
+        found = self.vocab.ids[rows]
+        if q.ndim == 2:
+            return found, scores
+        valid = np.isfinite(scores[0])  # filters that left fewer than k items: -inf places sort last
+        return found[0][valid], scores[0][valid]
+
+    def to_keyed_vectors(self) -> Any:
+        """The vectors as a gensim :class:`~gensim.models.KeyedVectors`, keyed by the ids as they are.
+
+        gensim then answers ``most_similar(positive=[...], negative=[...])``,
+        ``similar_by_vector`` and ``n_similarity`` on item ids. Int ids stay ints
+        (``kv.most_similar(85123)``); note that gensim reads an int that is *not* a
+        key as a row number (``kv[7]`` is row 7 when 7 is no id, and ``7 in kv`` is
+        true), so test an unsure int with ``7 in kv.key_to_index``.
+
+        Returns
+        -------
+        gensim.models.KeyedVectors
+            A copy: changing it leaves these embeddings alone.
+        """
+        from gensim.models import KeyedVectors
+
+        kv = KeyedVectors(vector_size=self.dim, count=0, dtype=np.float32)
+        kv.add_vectors(self.vocab.to_list(), np.array(self.vectors, dtype=np.float32, copy=True))
+        return kv
+
+    @classmethod
+    def from_keyed_vectors(
+        cls,
+        kv: Any,
+        id_type: type | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> ItemEmbeddings:
+        """Build from gensim vectors: a ``KeyedVectors`` or a model holding one as ``.wv`` (Word2Vec).
+
+        Parameters
+        ----------
+        kv : gensim.models.KeyedVectors or gensim.models.Word2Vec
+        id_type : {None, int, str}
+            ``None`` keeps the keys as they are; ``int`` turns string keys such as
+            ``"85123"`` (the word2vec text format, a Word2Vec trained on
+            ``str(id)``) back into int ids; ``str`` makes every key a string.
+        metadata : dict, optional
+
+        Raises
+        ------
+        TypeError
+            If ``kv`` is not gensim vectors, or ``id_type`` is not None, int or str.
+        DataError
+            If ``id_type=int`` and a key is not an integer, or keys collide once
+            converted (``1`` and ``"1"`` with ``id_type=str``).
+        EmptyDataError
+            If ``kv`` holds no vectors.
+        """
+        from gensim.models import KeyedVectors
+
+        wv = kv.wv if isinstance(getattr(kv, "wv", None), KeyedVectors) else kv
+        if not isinstance(wv, KeyedVectors):
+            raise TypeError(
+                f"from_keyed_vectors expects gensim KeyedVectors or a model with .wv (Word2Vec), "
+                f"got {type(kv).__name__}"
+            )
+        if id_type not in (None, int, str):
+            raise TypeError(f"id_type must be None, int or str, got {id_type!r}")
+        keys = list(wv.index_to_key)
+        if id_type is int:
+            for key in keys:
+                if not (isinstance(key, (int, np.integer)) or (isinstance(key, str) and key.strip().lstrip("-").isdigit())):
+                    raise DataError(f"id_type=int: key {key!r} of the gensim vectors is not an integer")
+            keys = [int(key) for key in keys]
+        elif id_type is str:
+            keys = [str(key) for key in keys]
+        if not keys:
+            raise EmptyDataError("the gensim vectors hold no keys; ItemEmbeddings needs at least one item")
+        return cls(keys, np.array(wv.vectors[: len(keys)], dtype=np.float32, copy=True), metadata=metadata)
+
+    def to_projector(
+        self,
+        path: str | os.PathLike[str],
+        titles: Mapping[Any, str] | None = None,
+        categories: Mapping[Any, str] | None = None,
+    ) -> tuple[Path, Path]:
+        """Write ``vectors.tsv`` and ``metadata.tsv`` for the TensorFlow Embedding Projector.
+
+        Load both at https://projector.tensorflow.org ("Load"), or in TensorBoard.
+        ``vectors.tsv`` has one tab-separated row of floats per item;
+        ``metadata.tsv`` the matching rows: ``item_id``, ``title`` and
+        ``category`` under a header when ``titles`` or ``categories`` are given,
+        else the bare ids without a header (the projector's rule for one column).
+        Items without a title or category get an empty cell; tabs and newlines in
+        them become spaces. Both files are written atomically.
+
+        Parameters
+        ----------
+        path : directory
+            Created when absent; other files in it are left alone.
+        titles, categories : mapping, optional
+            ``item_id -> text`` (e.g. :meth:`SessionData.titles`).
+
+        Returns
+        -------
+        (vectors_path, metadata_path)
+        """
+        from item2vec._io import atomic_file
+
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_file(out / "vectors.tsv") as fh:
+            for vec in self.vectors:
+                fh.write("\t".join(f"{x:.6g}" for x in vec) + "\n")
+        columns = [("title", titles), ("category", categories)]
+        columns = [(name, m) for name, m in columns if m is not None]
+        with atomic_file(out / "metadata.tsv") as fh:
+            if columns:
+                fh.write("\t".join(["item_id"] + [name for name, _ in columns]) + "\n")
+            for item in self.vocab.to_list():
+                cells = [item] + [m.get(item, "") for _, m in columns]
+                fh.write("\t".join(_tsv_cell(c) for c in cells) + "\n")
+        return out / "vectors.tsv", out / "metadata.tsv"
+
+
+def _tsv_cell(value: Any) -> str:
+    """One cell of a projector TSV: tabs, newlines and runs of spaces become one space."""
+    return " ".join(str("" if value is None else value).split())
 
 
 # ---------------------------------------------------------------------------

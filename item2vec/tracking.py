@@ -377,6 +377,18 @@ def log_embeddings(
             if _tsne_picture(embeddings, png, categories, labels, max_items, random_state):
                 mlflow.log_artifact(str(png), artifact_path=name)
                 written.append(f"{name}/{png.name}")
+        # projector/{vectors,metadata}.tsv for the TensorFlow Embedding Projector (projector.tensorflow.org),
+        # and with tsne the page of `item2vec explore` as one HTML file that opens offline
+        embeddings.to_projector(Path(tmp) / "projector", titles=labels, categories=categories)
+        mlflow.log_artifacts(str(Path(tmp) / "projector"), artifact_path=f"{name}/projector")
+        written += [f"{name}/projector/vectors.tsv", f"{name}/projector/metadata.tsv"]
+        if tsne and len(embeddings) >= 5:
+            from item2vec.explore import Explorer
+
+            page = Explorer(embeddings, labels, categories, map_items=min(max_items, len(embeddings)),
+                            random_state=random_state).write_html(Path(tmp) / "explore.html")
+            mlflow.log_artifact(str(page), artifact_path=name)
+            written.append(f"{name}/{page.name}")
     return written
 
 

@@ -189,3 +189,24 @@ def test_similar_reads_a_registered_model_by_alias(store, synthetic_data, tmp_pa
     got = json.loads(capsys.readouterr().out)
     want_ids, _ = emb.similar_items(q, k=4)
     assert [r["item_id"] for r in got[q]] == want_ids.tolist()
+
+
+def test_projector_files_and_explore_page_are_logged_with_the_vectors(store, tmp_path):
+    rng = np.random.default_rng(2)
+    ids = list(range(100, 140))
+    emb = ItemEmbeddings(ids, rng.normal(size=(40, 6)))
+    titles = {i: f"item\t{i}" for i in ids[:30]}
+    with tracking.start_run("projector", experiment="unit", tracking_uri=store) as run:
+        written = tracking.log_embeddings(emb, labels=titles, categories={i: str(i % 3) for i in ids}, max_items=40)
+    arts = _artifacts(store, run.info.run_id)
+    expected = {"item2vec/projector/vectors.tsv", "item2vec/projector/metadata.tsv", "item2vec/explore.html"}
+    assert expected <= arts and expected <= set(written)
+    folder = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="item2vec",
+                                                 dst_path=str(tmp_path), tracking_uri=store)
+    vectors = np.loadtxt(Path(folder) / "projector" / "vectors.tsv", delimiter="\t")
+    np.testing.assert_allclose(vectors, emb.vectors, rtol=1e-5, atol=1e-6)
+    meta = (Path(folder) / "projector" / "metadata.tsv").read_text().splitlines()
+    assert meta[0] == "item_id\ttitle\tcategory" and len(meta) == 41
+    assert meta[1] == "100\titem 100\t1" and meta[-1] == "139\t\t1"
+    page = (Path(folder) / "explore.html").read_text()
+    assert '"mode":"file"' in page and '"n_items":40' in page
