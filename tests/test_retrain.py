@@ -30,11 +30,11 @@ from item2vec.registry import get_version_by_alias, registry_history  # noqa: E4
 CONFIGS = Path(__file__).resolve().parents[1] / "pipelines" / "configs"
 NAME = "retrain-test"
 
-# a model that learned almost nothing: one epoch at a vanishing learning rate, no BiLSTM
+# a model that learned almost nothing: one epoch at a vanishing learning rate, no BiLSTM, served as it is
 WEAK = {"model_name": NAME, "experiment": "retrain-test", "format": "csv", "baselines": ["pop"], "tsne": False,
-        "warm_start": False, "use_bilstm": False,
+        "warm_start": False, "use_bilstm": False, "serve": ["item2vec"],
         "item2vec": {"vector_size": 16, "epochs": 1, "alpha": 1e-6, "min_alpha": 1e-7}}
-GOOD = {**WEAK, "warm_start": True, "use_bilstm": True, "item2vec": {"vector_size": 16, "epochs": 8},
+GOOD = {**WEAK, "warm_start": True, "use_bilstm": True, "serve": "auto", "item2vec": {"vector_size": 16, "epochs": 8},
         "bilstm": {"epochs": 2, "hidden_size": 16, "patience": 5, "num_threads": 1}}
 
 
@@ -97,7 +97,8 @@ def test_a_better_challenger_is_promoted(history, store):
     assert g["champion_version"] == 1 and g["challenger"] > g["champion"]
     assert "beats the champion (v1)" in r["reason"]
     assert r["warm_started"] is True
-    assert r["metrics"]["challenger"]["mrr@20"] == pytest.approx(r["metrics"]["bilstm"]["mrr@20"])
+    assert r["served_model"] in {"bilstm", "item2vec", "pop"}
+    assert r["metrics"]["challenger"]["mrr@20"] == pytest.approx(r["metrics"][r["served_model"]]["mrr@20"])
     # both scored on the same predictions
     assert r["metrics"]["champion"]["n_predictions"] == r["metrics"]["challenger"]["n_predictions"]
     assert 0.0 <= r["stability"]["overlap@10"] <= 1.0
@@ -119,7 +120,8 @@ def test_registry_history_and_version_tags(history, store):
     assert [v["version"] for v in hist] == [1, 2, 3]
     assert [v["tags"]["promoted"] for v in hist] == ["true", "true", "false"]
     assert [v["aliases"] for v in hist] == [[], ["champion"], ["challenger"]]
-    assert hist[1]["tags"]["next_model"] == "bilstm" and hist[2]["tags"]["next_model"] == "item2vec-last"
+    assert hist[1]["tags"]["served_model"] == history["good"]["served_model"]
+    assert hist[2]["tags"]["served_model"] == "item2vec" and hist[2]["tags"]["next_model"] == "item2vec-last"
     assert hist[2]["tags"]["previous_champion"] == "2"
 
 
