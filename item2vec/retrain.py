@@ -59,7 +59,7 @@ import polars as pl
 from item2vec._config import DictConfig
 from item2vec.exceptions import DataError, EmptyDataError, Item2VecError
 
-__all__ = ["RetrainConfig", "RetrainError", "SERVABLE", "STEPS", "load_config", "neighbour_stability",
+__all__ = ["RetrainConfig", "RetrainError", "SERVABLE", "STEPS", "check_days", "load_config", "neighbour_stability",
            "read_window", "reap_dead_runs", "run_retrain"]
 
 log = logging.getLogger(__name__)
@@ -212,6 +212,27 @@ def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) ->
 _DAY = re.compile(r"^(\d{4}-\d{2}-\d{2})")
 
 
+def check_days(start: str | None, end: str | None) -> None:
+    """Check a ``start``..``end`` window: calendar dates ``YYYY-MM-DD`` (either may be ``None``), start <= end.
+
+    Raises
+    ------
+    DataError
+        Naming the argument and what came (``2011-13-01`` is not a date).
+    """
+    for name, d in (("start", start), ("end", end)):
+        if d is None:
+            continue
+        try:
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(d)):
+                raise ValueError
+            dt.date.fromisoformat(str(d))
+        except ValueError:
+            raise DataError(f"{name} must be a calendar date YYYY-MM-DD, got {d!r}") from None
+    if start is not None and end is not None and start > end:
+        raise DataError(f"start must not be after end, got start={start!r} and end={end!r}")
+
+
 def read_window(
     path: str | os.PathLike[str],
     format: str,
@@ -240,17 +261,7 @@ def read_window(
     """
     from item2vec.data import read_events
 
-    for name, d in (("start", start), ("end", end)):
-        if d is None:
-            continue
-        try:
-            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(d)):
-                raise ValueError
-            dt.date.fromisoformat(str(d))
-        except ValueError:
-            raise DataError(f"{name} must be a calendar date YYYY-MM-DD, got {d!r}") from None
-    if start is not None and end is not None and start > end:
-        raise DataError(f"start must not be after end, got start={start!r} and end={end!r}")
+    check_days(start, end)
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"event log {str(p)!r} does not exist")
@@ -366,11 +377,14 @@ def run_retrain(
 
     Raises
     ------
+    DataError
+        When ``start`` / ``end`` are not calendar dates or out of order (before any run opens).
     RetrainError
         When a step fails (``.step``, ``.report``); the champion alias is unchanged.
     """
     from item2vec.tracking import resolve_tracking_uri
 
+    check_days(start, end)
     cfg = config or RetrainConfig()
     uri = resolve_tracking_uri(tracking_uri)
     t0 = time.perf_counter()

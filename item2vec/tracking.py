@@ -141,13 +141,19 @@ def prepare_store(tracking_uri: str | None = None) -> str:
 
     db = db.resolve()
     db.parent.mkdir(parents=True, exist_ok=True)
+    noisy = [logging.getLogger(n) for n in ("mlflow.store.db.utils", "alembic")]  # "Creating tables..." notes
+    levels = [lg.level for lg in noisy]
     with open(db.parent / f".{db.name}.init.lock", "a+") as fh, quiet_mlflow():
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
+            for lg in noisy:
+                lg.setLevel(logging.WARNING)
             client = MlflowClient(uri, registry_uri=uri)
             client.search_experiments(max_results=1)  # creates / migrates the tracking tables
             client.search_registered_models(max_results=1)  # and the registry's
         finally:
+            for lg, level in zip(noisy, levels, strict=True):
+                lg.setLevel(level)
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
     _READY_STORES.add(uri)
     return uri

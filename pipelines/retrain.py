@@ -84,8 +84,10 @@ def simulate(
         else:
             g = r["gating"]
             champ = "-" if g["champion"] is None else f"{g['champion']:.4f}"
-            log(f"[{i}] {end}: v{r['model_version']} {'promoted' if r['promoted'] else 'challenger'} "
-                f"({g['metric']} {g['challenger']:.4f} vs champion {champ}) in {r['seconds']:.0f}s")
+            mk = (r.get("metrics") or {}).get("markov", {}).get(g["metric"])
+            log(f"[{i}] {end}: v{r['model_version']} serving {r.get('served_model')} "
+                f"{'promoted' if r['promoted'] else 'challenger'} ({g['metric']} {g['challenger']:.4f} vs champion "
+                f"{champ}" + ("" if mk is None else f", markov {mk:.4f}") + f") in {r['seconds']:.0f}s")
         reports.append(r)
     return reports
 
@@ -97,7 +99,7 @@ def metrics_table(reports: list[dict[str, Any]], k: int = 20) -> str:
         for m in r.get("metrics") or {}:
             if m not in models:
                 models.append(m)
-    head = ["test day", "version", "promoted", "test preds"] + [f"{m} MRR@{k}" for m in models] + \
+    head = ["test day", "version", "served model", "promoted", "test preds"] + [f"{m} MRR@{k}" for m in models] + \
         ["HR@20 served", "overlap@10", "run s"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in reports:
@@ -106,11 +108,39 @@ def metrics_table(reports: list[dict[str, Any]], k: int = 20) -> str:
         stab = (r.get("stability") or {}).get("overlap@10")
         ch = met.get("challenger", {})
         cells = [str(test_range[1])[:10] or str(r.get("end")), str(r.get("model_version") or "-"),
+                 str(r.get("served_model") or "-"),
                  "FAILED " + str(r.get("failed_step")) if r.get("status") == "failed" else str(r.get("promoted")).lower(),
                  str(ch.get("n_predictions", ""))]
         cells += [f"{met[m][f'mrr@{k}']:.4f}" if m in met else "" for m in models]
         cells += [f"{ch[f'hr@{k}']:.4f}" if ch else "", "" if stab is None else f"{stab:.3f}",
                   str(round(sum((r.get("step_seconds") or {}).values())))]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def choice_table(reports: list[dict[str, Any]]) -> str:
+    """The served-model choice per run as Markdown: every candidate's validation score, the served one in bold,
+    and the served model's test score next to Markov's."""
+    names: list[str] = []
+    for r in reports:
+        for m in r.get("validation") or {}:
+            if m not in names:
+                names.append(m)
+    metric = next((r["gating"]["metric"] for r in reports if r.get("gating")), "mrr@20")
+    head = ["test day", "served model"] + [f"{m} valid {metric.upper()}" for m in names] + \
+        [f"served test {metric.upper()}", f"markov test {metric.upper()}"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in reports:
+        if r.get("status") != "ok":
+            continue
+        val, met, served = r.get("validation") or {}, r.get("metrics") or {}, r.get("served_model")
+        cells = [str(r.get("end")), str(served)]
+        for m in names:
+            v = (val.get(m) or {}).get(metric)
+            cell = "" if v is None else f"{v:.4f}"
+            cells.append(f"**{cell}**" if m == served and cell else cell)
+        mk = (met.get("markov") or {}).get(metric)
+        cells += [f"{met['challenger'][metric]:.4f}", "" if mk is None else f"{mk:.4f}"]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -131,7 +161,8 @@ def _cmd_simulate(a: argparse.Namespace) -> int:
     (out / "reports.json").write_text(json.dumps(reports, indent=2, default=str))
     hist = format_history(registry_history(cfg.model_name, tracking_uri=uri))
     table = metrics_table(reports, cfg.k)
-    text = f"## Registry history ({cfg.model_name})\n\n{hist}\n\n## Metrics over time\n\n{table}\n"
+    text = (f"## Registry history ({cfg.model_name})\n\n{hist}\n\n## Metrics over time\n\n{table}\n\n"
+            f"## Which model serves recommend()\n\n{choice_table(reports)}\n")
     (out / "summary.md").write_text(text)
     print("\n" + text)
     print(f"store: {uri}\nUI:    mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
