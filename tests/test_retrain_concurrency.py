@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from item2vec.data import make_sessions
-from item2vec.retrain import STEPS, reap_dead_runs
+from item2vec.retrain import STEPS
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
@@ -50,7 +50,8 @@ WORKER = textwrap.dedent('''
             # wait until every job has gated against the champion it saw, then take turns in a fixed order
             folder, n, delay = mode.split(":")[1:]
             Path(folder, f"ready-{os.getpid()}").touch()
-            while len(list(Path(folder).glob("ready-*"))) < int(n):
+            give_up = time.monotonic() + 300  # a job that died before the barrier does not hang the others
+            while len(list(Path(folder).glob("ready-*"))) < int(n) and time.monotonic() < give_up:
                 time.sleep(0.1)
             time.sleep(float(delay))
 
@@ -154,6 +155,7 @@ def test_a_run_killed_at_each_step_leaves_a_truthful_registry(events, tmp_path):
 def test_reaping_settles_a_version_whose_run_died_after_moving_the_alias(tmp_path):
     """A kill between the alias move and the tags: the alias decides what the tag says."""
     from item2vec.registry import set_alias
+    from item2vec.retrain import reap_dead_runs
     from item2vec.tracking import start_run
 
     store = f"sqlite:///{tmp_path}/mlflow.db"
