@@ -313,3 +313,19 @@ def test_saved_baselines_hold_no_pickle_and_check_their_kind(small_data, tmp_pat
         Pop().save(tmp_path / "p")
     with pytest.raises(TypeError, match="ItemVocab"):
         m.vocab = ["a", "b"]
+
+
+def test_load_recommender_dispatches_on_the_saved_kind(small_data, tmp_path):
+    import json
+
+    from item2vec.exceptions import FormatVersionError
+    from item2vec.recommenders import load_recommender
+
+    Pop().fit(small_data.train, n_items=small_data.n_items).save(tmp_path / "pop")
+    assert isinstance(load_recommender(tmp_path / "pop"), Pop)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "meta.json").write_text(json.dumps({"kind": "something.Else", "format_version": 1}))
+    with pytest.raises(FormatVersionError, match="something.Else"):
+        load_recommender(tmp_path / "other")
+    with pytest.raises(FileNotFoundError, match="no meta.json"):
+        load_recommender(tmp_path / "missing")
