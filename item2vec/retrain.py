@@ -805,7 +805,8 @@ def _steps(events: Any, cfg: RetrainConfig, uri: str, start: str | None, end: st
             else:
                 results.pop("champion", None)
             promote, reason = _gate(metric, new_score, old_score, now, cfg.min_improvement)
-            reason += f" (re-gated at promotion: the champion had moved from v{was or '-'})"
+            reason += (f" (re-gated at promotion: the champion had moved from {f'v{was}' if was else 'none'} "
+                       f"to {f'v{now.version}' if now is not None else 'none'})")
             report["gating"].update(champion=old_score, champion_version=None if now is None else int(now.version),
                                     regated=True)
         registry.set_alias(cfg.model_name, mv.version, registry.CHAMPION if promote else registry.CHALLENGER,
