@@ -21,16 +21,21 @@ into ``[0, 1e-3)``) so items without evidence are still ranked, by popularity.
 
 from __future__ import annotations
 
+import json
+import os
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from item2vec._io import atomic_dir
 from item2vec.base import Recommender
-from item2vec.exceptions import DataError, Item2VecError
+from item2vec.data.vocab import ItemVocab
+from item2vec.exceptions import DataError, FormatVersionError, Item2VecError, NotFittedError
 
 __all__ = [
     "BASELINES",
@@ -40,8 +45,12 @@ __all__ = [
     "Pop",
     "SessionKNN",
     "UnknownBaselineError",
+    "load_baseline",
     "make_baseline",
 ]
+
+KIND = "item2vec.Baseline"
+FORMAT_VERSION = 1
 
 
 class UnknownBaselineError(Item2VecError, ValueError):
@@ -95,10 +104,112 @@ def _check_positive_int(owner: str, name: str, value: Any) -> int:
     return int(value)
 
 
+# ----------------------------------------------------------------------------- saving
+
+
+class _SavedBaseline:
+    """Save / load of a fitted baseline as plain files, and the vocabulary it serves with.
+
+    A directory holds ``meta.json`` (kind, format version, name, constructor
+    parameters, ``n_items``), ``state.npz`` (the fitted arrays; sparse matrices
+    as their CSR parts; no pickles) and, when :attr:`vocab` is set,
+    ``vocab.json`` (the external ids of indices ``1..n_items``).
+    """
+
+    @property
+    def vocab(self) -> ItemVocab | None:
+        """The :class:`~item2vec.data.ItemVocab` mapping external ids to this model's indices (serving); ``None``
+        until set. Fitting and evaluation never read it."""
+        return getattr(self, "vocab_", None)
+
+    @vocab.setter
+    def vocab(self, value: ItemVocab | None) -> None:
+        if value is not None and not isinstance(value, ItemVocab):
+            raise TypeError(f"vocab must be an ItemVocab, got {type(value).__name__}")
+        self.vocab_ = value
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the fitted model to directory ``path`` atomically (see the class docstring).
+
+        Raises
+        ------
+        NotFittedError
+            When the model is not fitted.
+        """
+        self._check_fitted()  # type: ignore[attr-defined]
+        arrays: dict[str, np.ndarray] = {}
+        sparse: list[str] = []
+        for key, value in vars(self).items():
+            if not key.endswith("_") or key == "vocab_":
+                continue
+            if sp.issparse(value):
+                m = sp.csr_matrix(value)
+                arrays.update({f"{key}.data": m.data, f"{key}.indices": m.indices, f"{key}.indptr": m.indptr,
+                               f"{key}.shape": np.asarray(m.shape, dtype=np.int64)})
+                sparse.append(key)
+            elif isinstance(value, np.ndarray):
+                arrays[key] = value
+        meta = {"format_version": FORMAT_VERSION, "kind": KIND, "name": self.name,  # type: ignore[attr-defined]
+                "class": type(self).__name__, "params": self.get_params(),  # type: ignore[attr-defined]
+                "n_items": int(self.n_items_), "sparse": sparse,  # type: ignore[attr-defined]
+                "repeats_dropped": bool(self.repeats_dropped_)}  # type: ignore[attr-defined]
+        with atomic_dir(path, marker="state.npz") as tmp:
+            np.savez(tmp / "state.npz", allow_pickle=False, **arrays)
+            if self.vocab is not None:
+                (tmp / "vocab.json").write_text(json.dumps(self.vocab.to_list()))
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Recommender:
+        """Read a directory written by :meth:`save` (any baseline class; see :func:`load_baseline`)."""
+        return load_baseline(path)
+
+
+def load_baseline(path: str | os.PathLike[str]) -> Recommender:
+    """A fitted baseline from a directory written by its ``save`` (with its ``vocab`` when one was saved).
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` holds no ``meta.json``.
+    FormatVersionError
+        When the directory holds another kind or format version.
+    """
+    p = Path(path)
+    if not (p / "meta.json").exists():
+        raise FileNotFoundError(f"{str(p)!r} is not a saved baseline directory (no meta.json)")
+    meta = json.loads((p / "meta.json").read_text())
+    if meta.get("kind") != KIND or meta.get("format_version") != FORMAT_VERSION:
+        raise FormatVersionError(
+            f"{p}: saved model {meta.get('kind')!r} version {meta.get('format_version')!r}; "
+            f"this item2vec reads {KIND!r} version {FORMAT_VERSION}"
+        )
+    classes = {c.__name__: c for c in BASELINES.values()}
+    if meta.get("class") not in classes:
+        raise FormatVersionError(f"{p}: unknown baseline class {meta.get('class')!r}; expected one of {sorted(classes)}")
+    model = classes[meta["class"]](**meta["params"])
+    with np.load(p / "state.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    for key in meta["sparse"]:
+        shape = tuple(int(x) for x in arrays.pop(f"{key}.shape"))
+        parts = (arrays.pop(f"{key}.data"), arrays.pop(f"{key}.indices"), arrays.pop(f"{key}.indptr"))
+        setattr(model, key, sp.csr_matrix(parts, shape=shape))
+    for key, value in arrays.items():
+        setattr(model, key, value)
+    model.n_items_ = int(meta["n_items"])
+    model.repeats_dropped_ = bool(meta.get("repeats_dropped", True))
+    if not hasattr(model, "popularity_"):
+        raise NotFittedError(f"{p}: the saved state has no popularity; the directory is incomplete")
+    if (p / "vocab.json").exists():
+        model.vocab = ItemVocab.from_list(json.loads((p / "vocab.json").read_text()))
+    return model
+
+
 # ----------------------------------------------------------------------------- Pop
 
 
-class Pop(Recommender):
+class Pop(_SavedBaseline, Recommender):
     """The most popular training items (event counts), the same list for every prefix.
 
     Examples
@@ -123,7 +234,7 @@ class Pop(Recommender):
 # ----------------------------------------------------------------------------- Markov
 
 
-class Markov(Recommender):
+class Markov(_SavedBaseline, Recommender):
     """First-order Markov chain: count ``last item -> next item`` over training pairs.
 
     ``transitions_[a, b]`` is the number of times ``b`` directly follows ``a`` in a
@@ -156,7 +267,7 @@ class Markov(Recommender):
 # ----------------------------------------------------------------------------- V-SKNN
 
 
-class SessionKNN(Recommender):
+class SessionKNN(_SavedBaseline, Recommender):
     """V-SKNN: session k-nearest neighbours with position-weighted prefixes.
 
     After Ludewig & Jannach (2018), "Evaluation of session-based recommendation
@@ -255,7 +366,7 @@ class SessionKNN(Recommender):
 # ----------------------------------------------------------------------------- implicit
 
 
-class ImplicitItemItem(Recommender):
+class ImplicitItemItem(_SavedBaseline, Recommender):
     """Item-item scores from the ``implicit`` library, read off the prefix's last item.
 
     The model is fitted on the binary session x item matrix with sessions as

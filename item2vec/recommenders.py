@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -10,9 +13,10 @@ import numpy as np
 from item2vec.base import Recommender, mask_last
 from item2vec.data.vocab import ItemVocab
 from item2vec.embeddings import Item2Vec, Item2VecConfig, ItemEmbeddings
+from item2vec.exceptions import FormatVersionError
 from item2vec.index import normalize
 
-__all__ = ["Item2VecRecommender", "make_recommender", "MODEL_NAMES"]
+__all__ = ["Item2VecRecommender", "load_recommender", "make_recommender", "MODEL_NAMES"]
 
 
 class Item2VecRecommender(Recommender):
@@ -106,3 +110,42 @@ def make_recommender(name: str, **params: Any) -> Recommender:
     if name in BASELINES:
         return BASELINES[name](**params)
     raise ValueError(f"unknown model {name!r}; expected one of {sorted(set(MODEL_NAMES) | set(BASELINES))}")
+
+
+def load_recommender(path: str | os.PathLike[str], device: str | None = "cpu") -> Recommender:
+    """A saved servable recommender, whatever its kind: the BiLSTM or a baseline (pop, markov, sknn, implicit).
+
+    Dispatches on the ``kind`` in the directory's ``meta.json``:
+    :func:`item2vec.nextitem.load_next_model` for a BiLSTM checkpoint,
+    :func:`item2vec.baselines.load_baseline` for a baseline.
+
+    Parameters
+    ----------
+    path : path-like
+        A directory written by the model's ``save``.
+    device : str, optional
+        Where a BiLSTM is loaded (default CPU).
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` holds no saved model.
+    FormatVersionError
+        When the saved kind is none of these.
+    """
+    from item2vec import baselines
+
+    p = Path(path)
+    meta_file = p / "meta.json"
+    if not meta_file.exists():
+        raise FileNotFoundError(f"{str(p)!r} is not a saved model directory (no meta.json)")
+    kind = json.loads(meta_file.read_text()).get("kind")
+    if kind == baselines.KIND:
+        return baselines.load_baseline(p)
+    if kind == "item2vec.NextItemRecommender":
+        from item2vec.nextitem import load_next_model
+
+        return load_next_model(p, device=device)
+    raise FormatVersionError(
+        f"{p}: saved model kind {kind!r}; expected 'item2vec.NextItemRecommender' or {baselines.KIND!r}"
+    )

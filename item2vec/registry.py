@@ -24,9 +24,12 @@ or a plain :class:`~item2vec.embeddings.ItemEmbeddings` directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
+import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,7 @@ __all__ = [
     "CHALLENGER",
     "Item2VecPyfunc",
     "ServedModel",
+    "alias_lock",
     "ServedRecommender",
     "check_model_name",
     "get_version_by_alias",
@@ -51,6 +55,7 @@ __all__ = [
     "log_model",
     "registry_history",
     "set_alias",
+    "set_version_tags",
 ]
 
 CHAMPION = "champion"
@@ -234,9 +239,9 @@ def check_model_name(name: Any) -> str:
 def _client(tracking_uri: str | None = None) -> Any:
     from mlflow.tracking import MlflowClient
 
-    from item2vec.tracking import resolve_tracking_uri
+    from item2vec.tracking import prepare_store
 
-    uri = resolve_tracking_uri(tracking_uri)
+    uri = prepare_store(tracking_uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -259,6 +264,48 @@ def set_alias(name: str, version: str | int, alias: str, tracking_uri: str | Non
 
     with quiet_mlflow():
         _client(tracking_uri).set_registered_model_alias(name, alias, str(version))
+
+
+def set_version_tags(name: str, version: str | int, tags: dict[str, Any], tracking_uri: str | None = None) -> None:
+    """Set (overwrite) tags of one model version."""
+    from item2vec.tracking import quiet_mlflow
+
+    with quiet_mlflow():
+        client = _client(tracking_uri)
+        for key, value in tags.items():
+            client.set_model_version_tag(name, str(version), key, str(value))
+
+
+@contextlib.contextmanager
+def alias_lock(name: str, tracking_uri: str | None = None) -> Iterator[None]:
+    """Hold the lock that serialises alias moves of model ``name`` (read champion → gate → move alias).
+
+    On a SQLite store it is an exclusive ``flock`` on ``<db>.<name>.alias.lock``
+    beside the database file: concurrent jobs on that machine (which is where a
+    SQLite store can be shared) take turns, and a killed holder releases it.
+    MLflow has no compare-and-set on aliases, so for a tracking server the block
+    runs unlocked: the re-read just before the move narrows the race, it cannot
+    close it (run one retraining job per model there).
+    """
+    from item2vec.tracking import _sqlite_path, resolve_tracking_uri
+
+    db = _sqlite_path(resolve_tracking_uri(tracking_uri))
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock
+        fcntl = None  # type: ignore[assignment]
+    if db is None or fcntl is None:
+        yield
+        return
+    safe = re.sub(r"[^\w.-]+", "_", name)
+    lock = db.resolve().parent / f".{db.name}.{safe}.alias.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def registry_history(name: str, tracking_uri: str | None = None) -> list[dict[str, Any]]:

@@ -88,7 +88,7 @@ class ServedModel:
         self.info = dict(info or {})
 
     def __repr__(self) -> str:
-        nxt = type(self.next_model).__name__ if self.next_model is not None else "item2vec last-item"
+        nxt = getattr(self.next_model, "name", "bilstm") if self.next_model is not None else "item2vec last-item"
         return f"ServedModel(n_items={len(self.embeddings)}, dim={self.embeddings.dim}, ids={self.id_type}, next={nxt})"
 
     # -- the id policy -------------------------------------------------------------------
@@ -360,9 +360,9 @@ class ServedModel:
                                     f"embeddings/ holds {len(emb)} items")
         nxt = None
         if meta.get("next_model"):
-            from item2vec.nextitem import load_next_model
+            from item2vec.recommenders import load_recommender
 
-            nxt = load_next_model(p / "next_model", device="cpu")
+            nxt = load_recommender(p / "next_model", device="cpu")
         served = cls(emb, nxt, info=meta.get("info"))
         if not legacy and meta.get("id_type") != served.id_type:
             raise CorruptModelError(f"{p / SERVED_JSON}: id_type={meta.get('id_type')!r}, "

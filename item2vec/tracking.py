@@ -45,6 +45,7 @@ __all__ = [
     "log_metrics",
     "log_params",
     "metric_key",
+    "prepare_store",
     "quiet_mlflow",
     "resolve_tracking_uri",
     "start_run",
@@ -118,17 +119,69 @@ def _quiet_warnings() -> Iterator[None]:
         yield
 
 
-def ensure_experiment(name: str, tracking_uri: str | None = None, artifact_location: str | None = None) -> str:
-    """The id of experiment ``name``, created (with ``artifact_location``) when absent."""
+_READY_STORES: set[str] = set()
+
+
+def prepare_store(tracking_uri: str | None = None) -> str:
+    """Create the tables of a new SQLite store once, even when several processes open it at the same moment.
+
+    MLflow creates (and migrates) a SQLite store's schema on first use; two
+    processes doing that at once make one of them fail halfway through the
+    migration. Here the first use happens under an exclusive ``flock`` on
+    ``.<db>.init.lock`` beside the file, so the others wait and then find the
+    tables. Other stores are left to their server. Returns the resolved URI.
+    """
+    uri = resolve_tracking_uri(tracking_uri)
+    db = _sqlite_path(uri)
+    if db is None or uri in _READY_STORES:
+        return uri
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock
+        return uri
     from mlflow.tracking import MlflowClient
 
-    uri = resolve_tracking_uri(tracking_uri)
+    db = db.resolve()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    noisy = [logging.getLogger(n) for n in ("mlflow.store.db.utils", "alembic")]  # "Creating tables..." notes
+    levels = [lg.level for lg in noisy]
+    with open(db.parent / f".{db.name}.init.lock", "a+") as fh, quiet_mlflow():
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            for lg in noisy:
+                lg.setLevel(logging.WARNING)
+            client = MlflowClient(uri, registry_uri=uri)
+            client.search_experiments(max_results=1)  # creates / migrates the tracking tables
+            client.search_registered_models(max_results=1)  # and the registry's
+        finally:
+            for lg, level in zip(noisy, levels, strict=True):
+                lg.setLevel(level)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    _READY_STORES.add(uri)
+    return uri
+
+
+def ensure_experiment(name: str, tracking_uri: str | None = None, artifact_location: str | None = None) -> str:
+    """The id of experiment ``name``, created (with ``artifact_location``) when absent.
+
+    Another process creating the same experiment at the same time is fine: the loser reads the winner's.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    uri = prepare_store(tracking_uri)
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
     loc = artifact_location or default_artifact_location(uri, name)
-    return client.create_experiment(name, artifact_location=loc)
+    try:
+        return client.create_experiment(name, artifact_location=loc)
+    except MlflowException:
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
 @contextlib.contextmanager

@@ -192,6 +192,11 @@ def format_report(report: dict[str, Any]) -> str:
         f"{'PROMOTED to champion' if report['promoted'] else 'is the challenger'}",
         f"  reason: {report['reason']}",
     ]
+    if report.get("served_model"):
+        lines.append(f"  serves recommend(): {report['served_model']} ({report.get('served_choice') or ''}); "
+                     "similar_items: item2vec")
+    for dead in report.get("reaped") or []:
+        lines.append(f"  marked FAILED: run {dead['run_id']} (its process died during step {dead['failed_step']!r})")
     if report.get("stability"):
         s = report["stability"]
         key = next((k for k in s if k.startswith("overlap@")), None)
@@ -223,14 +228,14 @@ def format_history(hist: list[dict[str, Any]]) -> str:
     """Registry versions as a Markdown table (version, aliases, data end, gating numbers, reason)."""
     import datetime as dt
 
-    rows = ["| version | aliases | data up to | next model | challenger | champion | promoted | reason |",
+    rows = ["| version | aliases | data up to | served model | challenger | champion | promoted | reason |",
             "|---|---|---|---|---|---|---|---|"]
     for v in hist:
         t = v["tags"]
         metric = t.get("gating_metric", "")
         key = metric.replace("@", "_at_")
         rows.append(
-            f"| {v['version']} | {', '.join(v['aliases'])} | {t.get('data_end', '')[:10]} | {t.get('next_model', '')} "
+            f"| {v['version']} | {', '.join(v['aliases'])} | {t.get('data_end', '')[:10]} | {t.get('served_model', t.get('next_model', ''))} "
             f"| {_num(t.get('challenger_' + key))} | {_num(t.get('champion_' + key))} "
             f"| {t.get('promoted', '')} | {t.get('reason', '')} |"
         )

@@ -3,8 +3,10 @@
 Synthetic sessions (planted clusters and successor chains) are written as one CSV
 per day; the retraining job trains on the first days, then retrains day after
 day: item2vec (warm-started from the champion), the BiLSTM, evaluation of every
-model on the newest day, MLflow logging, a registered version per run, and the
-alias ``champion`` moved only when the new version wins on MRR@20. At the end it
+model on the newest day, the model that serves ``recommend()`` chosen among the
+BiLSTM, item2vec and the baselines on the validation day, MLflow logging, a
+registered version per run, and the alias ``champion`` moved only when the new
+version wins on MRR@20. At the end it
 prints the last run's results table, the registry history, example neighbours
 from the champion loaded by alias, and how to open the MLflow UI and serve it.
 
@@ -83,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {same} of {total} neighbours share their query's cluster")
     sess = [queries[0], truth.successor[queries[0]]]
     ids, _ = model.recommend(sess, k=5)
-    print(f"  next after {sess}: {', '.join(ids.tolist())} (planted successor: {truth.successor[sess[-1]]})")
+    print(f"  next after {sess}: {', '.join(ids.tolist())} (planted successor: {truth.successor[sess[-1]]}; "
+          f"served by {model.info.get('served_model', 'bilstm' if model.next_model is not None else 'item2vec')}, "
+          "chosen on validation)")
 
     print(f"""
 MLflow UI (runs, per-epoch curves, t-SNE pictures, the registry):

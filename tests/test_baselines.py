@@ -266,3 +266,68 @@ def test_implicit_als_factors_are_per_item_and_seeded():
 def test_implicit_rejects_unknown_model():
     with pytest.raises(ValueError, match="cosine"):
         ImplicitItemItem(model="bpr").fit(_COOC)
+
+
+# ----------------------------------------------------------------------------- save / load (serving)
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+@pytest.mark.parametrize("id_kind", ["str", "int"])
+def test_save_load_round_trip_keeps_scores_params_and_vocab(name, id_kind, small_data, tmp_path):
+    from item2vec.data import ItemVocab
+    from item2vec.recommenders import load_recommender
+
+    d = small_data
+    ids = d.vocab.ids.tolist() if id_kind == "str" else [1000 + i for i in range(len(d.vocab))]
+    params = {"sknn": {"k_neighbors": 7, "sample_size": None}, "implicit": {"K": 5}}.get(name, {})
+    # the fact of the data travels with the model: one id kind each way
+    model = make_baseline(name, **params).fit(d.train, n_items=d.n_items, repeats_dropped=id_kind == "str")
+    model.vocab = ItemVocab(ids)
+    model.save(tmp_path / "m")
+    assert {f.name for f in (tmp_path / "m").iterdir()} == {"meta.json", "state.npz", "vocab.json"}
+    back = load_recommender(tmp_path / "m")
+    assert type(back) is type(model) and back.get_params() == model.get_params()
+    assert back.vocab == model.vocab and back.vocab.ids.dtype.kind == model.vocab.ids.dtype.kind
+    assert back.repeats_dropped_ is model.repeats_dropped_ is (id_kind == "str")
+    pre = make_prefixes(d.test).prefixes[:50]
+    np.testing.assert_array_equal(back.score_batch(pre), model.score_batch(pre))
+    np.testing.assert_array_equal(back.recommend(pre[0], 5)[0], model.recommend(pre[0], 5)[0])
+
+
+def test_saved_baselines_hold_no_pickle_and_check_their_kind(small_data, tmp_path):
+    import json
+
+    from item2vec.baselines import load_baseline
+    from item2vec.exceptions import FormatVersionError
+
+    m = Markov().fit(small_data.train, n_items=small_data.n_items)
+    m.save(tmp_path / "m")  # without a vocab: no vocab.json, loads with vocab None
+    with np.load(tmp_path / "m" / "state.npz", allow_pickle=False) as z:
+        assert all(z[k].dtype != object for k in z.files)
+    assert load_baseline(tmp_path / "m").vocab is None
+    meta = json.loads((tmp_path / "m" / "meta.json").read_text())
+    (tmp_path / "m" / "meta.json").write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(FormatVersionError, match="version 99"):
+        load_baseline(tmp_path / "m")
+    with pytest.raises(FileNotFoundError, match="no meta.json"):
+        load_baseline(tmp_path / "nothing")
+    with pytest.raises(NotFittedError):
+        Pop().save(tmp_path / "p")
+    with pytest.raises(TypeError, match="ItemVocab"):
+        m.vocab = ["a", "b"]
+
+
+def test_load_recommender_dispatches_on_the_saved_kind(small_data, tmp_path):
+    import json
+
+    from item2vec.exceptions import FormatVersionError
+    from item2vec.recommenders import load_recommender
+
+    Pop().fit(small_data.train, n_items=small_data.n_items).save(tmp_path / "pop")
+    assert isinstance(load_recommender(tmp_path / "pop"), Pop)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "meta.json").write_text(json.dumps({"kind": "something.Else", "format_version": 1}))
+    with pytest.raises(FormatVersionError, match="something.Else"):
+        load_recommender(tmp_path / "other")
+    with pytest.raises(FileNotFoundError, match="no meta.json"):
+        load_recommender(tmp_path / "missing")

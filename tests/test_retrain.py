@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 
 from item2vec.cli import main
 from item2vec.embeddings import ItemEmbeddings
-from item2vec.exceptions import EmptyDataError
+from item2vec.exceptions import DataError, EmptyDataError
 from item2vec.retrain import (
     RetrainConfig,
     RetrainError,
@@ -30,11 +31,11 @@ from item2vec.registry import get_version_by_alias, registry_history  # noqa: E4
 CONFIGS = Path(__file__).resolve().parents[1] / "pipelines" / "configs"
 NAME = "retrain-test"
 
-# a model that learned almost nothing: one epoch at a vanishing learning rate, no BiLSTM
+# a model that learned almost nothing: one epoch at a vanishing learning rate, no BiLSTM, served as it is
 WEAK = {"model_name": NAME, "experiment": "retrain-test", "format": "csv", "baselines": ["pop"], "tsne": False,
-        "warm_start": False, "use_bilstm": False,
+        "warm_start": False, "use_bilstm": False, "serve": ["item2vec"],
         "item2vec": {"vector_size": 16, "epochs": 1, "alpha": 1e-6, "min_alpha": 1e-7}}
-GOOD = {**WEAK, "warm_start": True, "use_bilstm": True, "item2vec": {"vector_size": 16, "epochs": 8},
+GOOD = {**WEAK, "warm_start": True, "use_bilstm": True, "serve": "auto", "item2vec": {"vector_size": 16, "epochs": 8},
         "bilstm": {"epochs": 2, "hidden_size": 16, "patience": 5, "num_threads": 1}}
 
 
@@ -97,7 +98,8 @@ def test_a_better_challenger_is_promoted(history, store):
     assert g["champion_version"] == 1 and g["challenger"] > g["champion"]
     assert "beats the champion (v1)" in r["reason"]
     assert r["warm_started"] is True
-    assert r["metrics"]["challenger"]["mrr@20"] == pytest.approx(r["metrics"]["bilstm"]["mrr@20"])
+    assert r["served_model"] in {"bilstm", "item2vec", "pop"}
+    assert r["metrics"]["challenger"]["mrr@20"] == pytest.approx(r["metrics"][r["served_model"]]["mrr@20"])
     # both scored on the same predictions
     assert r["metrics"]["champion"]["n_predictions"] == r["metrics"]["challenger"]["n_predictions"]
     assert 0.0 <= r["stability"]["overlap@10"] <= 1.0
@@ -119,7 +121,8 @@ def test_registry_history_and_version_tags(history, store):
     assert [v["version"] for v in hist] == [1, 2, 3]
     assert [v["tags"]["promoted"] for v in hist] == ["true", "true", "false"]
     assert [v["aliases"] for v in hist] == [[], ["champion"], ["challenger"]]
-    assert hist[1]["tags"]["next_model"] == "bilstm" and hist[2]["tags"]["next_model"] == "item2vec-last"
+    assert hist[1]["tags"]["served_model"] == history["good"]["served_model"]
+    assert hist[2]["tags"]["served_model"] == "item2vec" and hist[2]["tags"]["next_model"] == "item2vec-last"
     assert hist[2]["tags"]["previous_champion"] == "2"
 
 
@@ -223,3 +226,112 @@ def test_configs_validate_and_the_shipped_ones_load(tmp_path):
     with pytest.raises(ValueError, match="not valid TOML"):
         load_config(tmp_path / "bad.toml")
     assert load_config(None, model_name="x", use_bilstm=None).use_bilstm is True
+
+
+# ---------------------------------------------------------------------------
+# bad windows and corrupt files
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("start,end", [(None, "2011-13-01"), ("2024-02-30", None), ("2024-01-05", "2024-01-04")])
+def test_impossible_dates_are_refused_before_any_run(daily, tmp_path, capsys, start, end):
+    folder, _ = daily
+    store = f"sqlite:///{tmp_path}/m.db"
+    with pytest.raises(DataError, match="start|end"):
+        run_retrain(folder, RetrainConfig.from_dict(WEAK), start=start, end=end, tracking_uri=store)
+    (tmp_path / "weak.json").write_text(json.dumps(WEAK))
+    args = ["retrain", "--events", str(folder), "--config", str(tmp_path / "weak.json"), "--tracking-uri", store,
+            "--quiet"] + (["--start", start] if start else []) + (["--end", end] if end else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and (start or end) in err[0]
+    assert registry_history(NAME, tracking_uri=store) == []
+
+
+@pytest.mark.parametrize("fmt", ["csv", "online-retail"])
+def test_a_corrupt_daily_file_is_named_in_one_line(daily, tmp_path, capsys, fmt):
+    import gzip
+
+    folder, days = daily
+    bad = tmp_path / "by-day"
+    bad.mkdir()
+    if fmt == "csv":
+        for d in days[:3]:
+            (bad / f"{d}.csv").write_bytes((folder / f"{d}.csv").read_bytes())
+        broken = bad / f"{days[3]}.csv"
+        broken.write_bytes(b"session_id,item_id,timestamp\n1,\"a,2024-01-01\n2,b\x00\xff,notatime\n")
+    else:
+        good = b"InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n" + \
+            b"536365,85123A,X,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
+        (bad / "2010-12-01.csv.gz").write_bytes(gzip.compress(good))
+        broken = bad / "2010-12-02.csv.gz"
+        broken.write_bytes(gzip.compress(good * 50)[:40])  # cut short
+    with pytest.raises(DataError, match=re.escape(str(broken))):
+        read_window(bad, fmt)
+    (tmp_path / "weak.json").write_text(json.dumps({**WEAK, "format": fmt}))
+    rc = main(["retrain", "--events", str(bad), "--config", str(tmp_path / "weak.json"),
+               "--tracking-uri", f"sqlite:///{tmp_path}/m.db", "--quiet"])
+    assert rc == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert str(broken) in err[0] and "step 'read'" in err[0] and len(err) == 2
+
+
+# ---------------------------------------------------------------------------
+# the served model is chosen on validation
+# ---------------------------------------------------------------------------
+CHOOSE = {**WEAK, "serve": "auto", "baselines": ["pop", "markov"], "item2vec": {"vector_size": 16, "epochs": 5}}
+
+
+def test_the_served_model_is_the_best_candidate_on_validation(daily, tmp_path, capsys):
+    import item2vec
+
+    folder, days = daily
+    store = f"sqlite:///{tmp_path}/m.db"
+    r = run_retrain(folder, RetrainConfig.from_dict(CHOOSE), end=days[20], tracking_uri=store)
+    val, served = r["validation"], r["served_model"]
+    assert set(val) == {"item2vec", "pop", "markov"}
+    assert all(val[served]["mrr@20"] >= v["mrr@20"] for v in val.values())
+    assert served in r["served_choice"] and "validation" in r["served_choice"]
+    # what serves is what was gated: the served pyfunc scores exactly as the chosen model on the test days
+    assert r["metrics"]["challenger"]["mrr@20"] == pytest.approx(r["metrics"][served]["mrr@20"])
+    hist = registry_history(NAME, tracking_uri=store)
+    assert hist[-1]["tags"]["served_model"] == served and hist[-1]["tags"]["promoted"] == "true"
+    assert main(["history", "--model-name", NAME, "--tracking-uri", store]) == 0
+    assert f"| {served} |" in capsys.readouterr().out
+    run = MlflowClient(store).get_run(r["run_id"])
+    assert run.data.tags["served_model"] == served and "valid.markov.mrr_at_20" in run.data.metrics
+    # the champion loaded from the registry answers recommend() with that model, in external ids
+    champ = item2vec.load(f"models:/{NAME}@champion", tracking_uri=store)
+    assert champ.info["served_model"] == served
+    if served != "item2vec":
+        assert champ.next_model.name == served and served in repr(champ)
+        session = champ.next_model.vocab.ids[:2].tolist()
+        ids, _ = champ.recommend(session, k=5)
+        idx, _ = champ.next_model.recommend(champ.next_model.vocab.indices(session), 5)
+        assert ids.tolist() == champ.next_model.vocab.lookup(idx).tolist()
+
+
+def test_markov_wins_validation_on_successor_chains_and_serves(daily, tmp_path):
+    """Planted successor chains: last-item transitions beat a weak item2vec on validation, so Markov serves."""
+    folder, days = daily
+    r = run_retrain(folder, RetrainConfig.from_dict({**CHOOSE, "item2vec": WEAK["item2vec"]}), end=days[20],
+                    tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    assert r["validation"]["markov"]["mrr@20"] > r["validation"]["item2vec"]["mrr@20"]
+    assert r["served_model"] == "markov"
+    assert r["metrics"]["challenger"]["mrr@20"] >= r["metrics"]["item2vec"]["mrr@20"]
+
+
+def test_without_a_validation_split_the_job_says_what_it_serves(daily, tmp_path, caplog):
+    folder, days = daily
+    cfg = RetrainConfig.from_dict({**CHOOSE, "prepare": {"test_days": 1.0, "valid_days": 0.0}})
+    r = run_retrain(folder, cfg, end=days[20], tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    assert r["served_model"] == "item2vec" and r["validation"] == {}
+    assert "no validation" in r["served_choice"] and "no validation" in caplog.text
+
+
+def test_serve_option_is_checked():
+    assert RetrainConfig(use_bilstm=True, baselines=["pop", "markov", "item2vec-mean"]).candidates == \
+        ["bilstm", "item2vec", "pop", "markov"]
+    assert RetrainConfig(serve=["markov", "sknn"]).candidates == ["markov", "sknn"]
+    with pytest.raises(ValueError, match="serve must be"):
+        RetrainConfig(serve=["item2vec-mean"])
+    with pytest.raises(ValueError, match="use_bilstm is false"):
+        RetrainConfig(serve=["bilstm"], use_bilstm=False)

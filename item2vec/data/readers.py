@@ -379,9 +379,11 @@ def _read_retail_raw(p: Path, start: str | None = None, end: str | None = None) 
     for f in _retail_files(p, start, end):
         if f.stat().st_size == 0:
             continue
-        frames.append(
-            pl.read_csv(f, schema_overrides=_RETAIL_SCHEMA, infer_schema_length=0)
-        )
+        try:
+            frames.append(pl.read_csv(f, schema_overrides=_RETAIL_SCHEMA, infer_schema_length=0))
+        except (OSError, pl.exceptions.PolarsError) as e:  # a corrupt daily file: name it, one line
+            first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+            raise DataError(f"online-retail {f}: not a readable CSV file: {first}") from None
     if not frames:
         raise EmptyDataError(f"online-retail {p}: every file is empty")
     raw = pl.concat(frames, how="diagonal_relaxed")
