@@ -137,6 +137,10 @@ def load_recommender(path: str | os.PathLike[str], device: str | None = "cpu") -
 
     p = Path(path)
     meta_file = p / "meta.json"
+    if not meta_file.exists() and any((p / f).exists() for f in ("checkpoint.json", "checkpoint.pt")):
+        from item2vec.nextitem import load_next_model
+
+        return load_next_model(p, device=device)  # a BiLSTM directory saved without meta.json (format 1)
     if not meta_file.exists():
         raise FileNotFoundError(f"{str(p)!r} is not a saved model directory (no meta.json)")
     kind = json.loads(meta_file.read_text()).get("kind")
