@@ -218,11 +218,12 @@ def test_filters_and_session_exclusion_over_http(server, registered):
 SMALL_JOB = {"experiment": "deploy", "baselines": ["pop"], "tsne": False, "warm_start": False,
              "item2vec": {"vector_size": 16, "epochs": 3, "workers": 1, "random_state": 0}}
 DEPLOYS = {
-    # integer product ids, the BiLSTM served for sessions
+    # integer product ids, the BiLSTM served for sessions (pinned: its weights go through the pyfunc)
     "diginetica-int": ("diginetica-sample/sample_train-item-views.csv", None, None,
-                       {"format": "diginetica", "use_bilstm": True, "prepare": {"test_days": 3, "valid_days": 3},
+                       {"format": "diginetica", "use_bilstm": True, "serve": ["bilstm"],
+                        "prepare": {"test_days": 3, "valid_days": 3},
                         "bilstm": {"epochs": 1, "hidden_size": 16, "patience": 1, "num_threads": 1}}),
-    # string stock codes (some all digits: "71053" is a string here), item2vec answers sessions
+    # string stock codes (some all digits: "71053" is a string here); the job picks what answers sessions
     "online-retail-str": ("online-retail/by-day", "2010-12-01", "2010-12-05",
                           {"format": "online-retail", "read": {"session": "invoice"}, "use_bilstm": False,
                            "prepare": {"test_days": 1, "valid_days": 1}}),
@@ -245,7 +246,10 @@ def test_retrain_register_promote_load_and_serve_a_shared_log(case, shared_datas
 
     loaded = item2vec.load(f"models:/{name}@champion", tracking_uri=store)
     int_ids = case.endswith("int")
-    assert loaded.ids_are_int is int_ids and (loaded.next_model is not None) is int_ids
+    assert loaded.ids_are_int is int_ids
+    served_name = report["served_model"]
+    assert served_name == ("bilstm" if int_ids else served_name) and loaded.info["served_model"] == served_name
+    assert (loaded.next_model is None) is (served_name == "item2vec")
     a, b = loaded.embeddings.ids[:2].tolist()
     other = str(a) if int_ids else None  # the other spelling of an integer id
     want_item = loaded.similar_items(a, 4)[0].tolist()
