@@ -12,6 +12,7 @@ own neighbour).
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -90,19 +91,19 @@ def neighbours_table(
 
 
 # -- Spark: the executors answer, the driver only plans --------------------------------
-_LOADED: dict[int, Any] = {}  # broadcast id -> (index, ids), once per Python worker
+_LOADED: dict[str, Any] = {}  # token -> (index, ids), loaded once per Python worker
 
 
-def _task(bc: Any, k: int) -> Any:
+def _task(bc: Any, k: int, token: str) -> Any:
     import pyarrow as pa
 
     def run(batches: Any) -> Any:
-        if bc.id not in _LOADED:
+        if token not in _LOADED:
             _LOADED.clear()  # one index at a time per worker
             kind, vectors, ids, params = bc.value
-            _LOADED[bc.id] = (build_index(vectors, kind, **params), ids) if kind == "ann" else (
+            _LOADED[token] = (build_index(vectors, kind, **params), ids) if kind == "ann" else (
                 ExactIndex(vectors), ids)
-        index, ids = _LOADED[bc.id]
+        index, ids = _LOADED[token]
         for batch in batches:
             rows = batch.column("row").to_numpy().astype(np.int64)
             if len(rows):
@@ -168,7 +169,7 @@ def spark_neighbours_table(
     schema = f"item_id {t}, rank int, neighbour_id {t}, score float"
     rows = spark.range(0, len(emb), numPartitions=n_parts).withColumnRenamed("id", "row")
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(int(batch_size)))
-    table = rows.mapInArrow(_task(bc, k), schema)
+    table = rows.mapInArrow(_task(bc, k, uuid.uuid4().hex), schema)
     if out is None:
         return table
     p = Path(out)

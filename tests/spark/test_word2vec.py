@@ -38,16 +38,20 @@ def test_spark_word2vec_learns_the_groups_and_gives_item_embeddings(spark, tmp_p
     assert back.ids.tolist() == emb.ids.tolist()
 
 
-def test_prepared_directory_and_session_data_train_the_same_vocabulary(spark, tmp_path, synthetic_data):
+def test_prepared_directory_and_session_data_train_the_same_vocabulary(spark, tmp_path, synthetic_data, synthetic):
     from item2vec.spark import SparkItem2Vec
 
     data: SessionData = synthetic_data
     data.save(tmp_path / "data")
-    a = SparkItem2Vec(vector_size=8, epochs=2).fit(tmp_path / "data", spark=spark).embeddings_
-    b = SparkItem2Vec(vector_size=8, epochs=2).fit(data, spark=spark).embeddings_
-    assert a.ids.tolist() == b.ids.tolist()
-    assert set(a.ids.tolist()) <= set(data.vocab.ids.tolist())
-    np.testing.assert_allclose(a.vectors, b.vectors, atol=1e-6)  # same data, same seed
+    a = SparkItem2Vec(vector_size=16, epochs=3).fit(tmp_path / "data", spark=spark).embeddings_
+    b = SparkItem2Vec(vector_size=16, epochs=3).fit(data, spark=spark).embeddings_
+    # the same items in the vocabulary's (frequency) order; the vectors differ with Spark's partitioning
+    assert a.ids.tolist() == b.ids.tolist() == [i for i in data.vocab.ids.tolist() if i in set(a.ids.tolist())]
+    truth = synthetic[1]
+    for emb in (a, b):
+        ids, _ = emb.similar_items(emb.ids[:20].tolist(), k=3)
+        same = [truth.cluster[i] == truth.cluster[q] for q, row in zip(emb.ids[:20], ids, strict=True) for i in row]
+        assert np.mean(same) >= 0.9
     rec = Item2VecRecommender(embeddings=a, vocab=data.vocab).fit(data.train, n_items=data.n_items)
     assert rec.score_batch([data.test[0][:-1]]).shape == (1, data.n_items + 1)
 
