@@ -106,7 +106,7 @@ def _cmd_neighbours(a: argparse.Namespace) -> int:
         raise OptionError(f"neighbours: {str(out)!r} exists and is never overwritten; choose another --out",
                           options=("out",))
     emb = load(a.model, tracking_uri=a.tracking_uri).embeddings
-    params = {k: getattr(a, k) for k in ("M", "ef_construction", "ef") if getattr(a, k) is not None}
+    params = {k: getattr(a, k) for k in ("M", "ef_construction", "ef", "nlist", "nprobe") if getattr(a, k) is not None}
     if a.engine == "spark":
         from item2vec.spark import get_spark
 
@@ -141,7 +141,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--k", "-k", type=int, default=50)
     p.add_argument("--out", required=True,
                    help="Parquet file (polars engine) or directory of part files (spark engine); never overwritten")
-    p.add_argument("--index", choices=["exact", "ann"], default="exact", help="exact search, or the HNSW graph")
+    p.add_argument("--index", choices=["exact", "ann", "ivf"], default="exact",
+                   help="exact search, the HNSW graph, or faiss IVF cells (the fast one for many items)")
+    p.add_argument("--nlist", type=int, default=None, help="IVF cells (default 4 * sqrt(items))")
+    p.add_argument("--nprobe", type=int, default=None, help="IVF cells scanned per item (default 16)")
     p.add_argument("--M", type=int, default=None, help="HNSW links per node")
     p.add_argument("--ef-construction", type=int, default=None)
     p.add_argument("--ef", type=int, default=None)

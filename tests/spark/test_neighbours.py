@@ -33,13 +33,25 @@ def test_local_table_is_similar_items_for_every_item(str_ids):
     assert (t["item_id"] != t["neighbour_id"]).all()
 
 
-def test_local_hnsw_table_recall_against_exact():
-    pytest.importorskip("hnswlib")
+@pytest.mark.parametrize("kind, params", [("ann", {"M": 16, "ef_construction": 100, "ef": 50}),
+                                           ("ivf", {"nlist": 40, "nprobe": 8})])
+def test_local_approximate_tables_recall_against_exact(kind, params):
+    pytest.importorskip("hnswlib" if kind == "ann" else "faiss")
     emb = _clustered(n=2000, d=16)
     exact = neighbours_table(emb, k=10)
-    ann = neighbours_table(emb, k=10, index="ann", M=16, ef_construction=100, ef=50)
-    assert recall_at_k(ann, exact) >= 0.9
+    approx = neighbours_table(emb, k=10, index=kind, **params)
+    assert approx.height == exact.height
+    assert (approx["item_id"] != approx["neighbour_id"]).all()
+    assert recall_at_k(approx, exact) >= 0.9
     assert recall_at_k(exact, exact) == 1.0
+
+
+def test_ivf_with_cells_smaller_than_k_falls_back_to_exact():
+    pytest.importorskip("faiss")
+    emb = _clustered(n=300, d=16)
+    t = neighbours_table(emb, k=20, index="ivf", nlist=150, nprobe=1)  # about 2 items per cell
+    assert t.height == 300 * 20 and (t["item_id"] != t["neighbour_id"]).all()
+    assert t.group_by("item_id").agg(pl.col("neighbour_id").n_unique())["neighbour_id"].min() == 20
 
 
 def test_bad_options():
@@ -68,15 +80,17 @@ def test_spark_table_equals_the_local_exact_one(spark, tmp_path, str_ids):
 
 
 @pytest.mark.spark
-def test_spark_hnsw_table_recall_on_a_sample(spark):
-    pytest.importorskip("hnswlib")
+@pytest.mark.parametrize("kind, params", [("ann", {"M": 16, "ef_construction": 100, "ef": 50}),
+                                           ("ivf", {"nlist": 60, "nprobe": 8})])
+def test_spark_approximate_table_recall_on_a_sample(spark, kind, params):
+    pytest.importorskip("hnswlib" if kind == "ann" else "faiss")
     from item2vec.spark.neighbours import spark_neighbours_table
 
     emb = _clustered(n=3000, d=16, seed=1)
-    table = spark_neighbours_table(emb, k=10, index="ann", spark=spark, partitions=2, M=16, ef_construction=100, ef=50)
+    table = spark_neighbours_table(emb, k=10, index=kind, spark=spark, partitions=2, **params)
     sample = pl.from_arrow(table.filter("item_id % 10 = 0").toArrow())
     exact = neighbours_table(emb, k=10)
     r = recall_at_k(sample, exact)
-    print(f"\nrecall@10 of the Spark HNSW table on a 10% sample of 3,000 items: {r:.3f}")
+    print(f"\nrecall@10 of the Spark {kind} table against exact search on a 10% sample of 3,000 items: {r:.3f}")
     assert sample["item_id"].n_unique() == 300
     assert r >= 0.9
