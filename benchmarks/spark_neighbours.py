@@ -26,7 +26,7 @@ from item2vec.index import ExactIndex
 from item2vec.spark.neighbours import neighbours_table, recall_at_k
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = {"ivf": {"nprobe": 16}, "ann": {"M": 16, "ef_construction": 64, "ef": 32}, "exact": {}}
+PARAMS = {"ivf": {"nprobe": 8}, "ann": {"M": 16, "ef_construction": 64, "ef": 32}, "exact": {}}
 
 
 def _exact_sample(emb: ItemEmbeddings, rows: np.ndarray, k: int) -> pl.DataFrame:
