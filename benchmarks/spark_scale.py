@@ -71,6 +71,13 @@ def _hwm_kib(pid: int | str = "self") -> int:
     return 0
 
 
+def _ppid(pid: str) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
 def _group_hwm(pgids: list[int]) -> list[tuple[str, int]]:
     out = []
     for d in Path("/proc").iterdir():
@@ -155,8 +162,9 @@ def run_spark(path: str, epochs: int, k: int, out: str, worker_memory: str) -> d
         spark_neighbours_table(emb, Path(out) / "nb", k=k, index=kind, spark=spark, partitions=4)
         t["neighbours"] = time.perf_counter() - t0
         procs = _group_hwm(cluster.pgids())
+        jvm = [_hwm_kib(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and _ppid(d.name) == os.getpid()]
         spark.stop()
-    peak = {"driver": _hwm_kib() // 1024}
+    peak = {"driver": _hwm_kib() // 1024, "driver-jvm": max(jvm, default=0) // 1024}
     for kind in ("executor", "python-worker", "worker", "master"):
         vals = [v // 1024 for kk, v in procs if kk == kind]
         if vals:
