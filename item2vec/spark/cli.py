@@ -83,11 +83,11 @@ def _cmd_fit_spark(a: argparse.Namespace) -> int:
         print(f"item2vec fit: Spark's Word2Vec has no {', '.join(ignored)} (hierarchical softmax only); ignored",
               file=sys.stderr)
     spark_params = {k: params[k] for k in ("vector_size", "window", "epochs", "alpha", "random_state") if k in params}
-    SessionData.load(a.data)  # checks the directory and its format version
+    data = SessionData.load(a.data)  # checks the directory and its format version
     model = SparkItem2Vec(num_partitions=a.spark_partitions, **spark_params)
     model.fit(Path(a.data), spark=get_spark(a.spark_master))
     emb = model.embeddings_
-    emb.metadata.update({"data_dir": str(Path(a.data).resolve()), "dataset": None})
+    emb.metadata.update({"data_dir": str(Path(a.data).resolve()), "dataset": data.stats.get("name")})
     emb.save(a.out)
     if not a.quiet:
         print(f"{len(emb):,} items x {emb.dim} dims on Spark in {model.fit_seconds_:.1f}s -> {a.out}")
