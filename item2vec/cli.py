@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fit(sub)
     _add_similar(sub)
     _add_evaluate(sub)
-    for module in ("item2vec.nextitem.cli", "item2vec.tracking_cli", "item2vec.explore_cli"):
+    for module in ("item2vec.nextitem.cli", "item2vec.spark.cli", "item2vec.tracking_cli", "item2vec.explore_cli"):
         try:
             mod = __import__(module, fromlist=["add_parser"])
         except ModuleNotFoundError as e:
