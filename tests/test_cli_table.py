@@ -107,3 +107,13 @@ def test_a_group_that_fails_to_import_something_is_not_skipped(monkeypatch):
     with pytest.raises(ModuleNotFoundError):
         build_parser()
 
+
+
+def test_building_the_command_line_imports_no_heavy_library():
+    import subprocess
+    import sys
+
+    code = ("import sys; from item2vec.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'mlflow', 'gensim', 'polars') if m in sys.modules))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert p.stdout.strip() == "[]"  # each command imports what it needs when it runs
