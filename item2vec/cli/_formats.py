@@ -40,7 +40,6 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-
 def format_history(hist: list[dict[str, Any]]) -> str:
     """Registry versions as a Markdown table (version, aliases, data end, gating numbers, reason)."""
     import datetime as dt

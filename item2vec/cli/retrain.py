@@ -42,7 +42,6 @@ def add_parser(sub: Any) -> None:
     h.set_defaults(func=cmd_history)
 
 
-
 def cmd_retrain(a: argparse.Namespace) -> int:
     """``item2vec retrain``: the batch retraining job; status 1 when it failed and the champion is unchanged."""
     import logging
@@ -68,7 +67,6 @@ def cmd_retrain(a: argparse.Namespace) -> int:
     if not a.quiet:
         print(format_report(report))
     return 0
-
 
 
 def cmd_history(a: argparse.Namespace) -> int:
