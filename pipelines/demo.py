@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
           f"(each tests on its newest day)\n")
     reports = simulate(out / "events", cfg, initial_end, args.retrains, tracking_uri=uri, out=out / "reports")
 
+    from item2vec.cli.retrain import format_history, format_report
     from item2vec.registry import registry_history
-    from item2vec.tracking_cli import format_history, format_report
 
     last = next((r for r in reversed(reports) if r.get("status") == "ok"), None)
     if last is not None:

@@ -155,9 +155,9 @@ def choice_table(reports: list[dict[str, Any]]) -> str:
 def _cmd_simulate(a: argparse.Namespace) -> int:
     import logging
 
+    from item2vec.cli.retrain import format_history
     from item2vec.registry import registry_history
     from item2vec.tracking import resolve_tracking_uri
-    from item2vec.tracking_cli import format_history
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     cfg = load_config(a.config, format=a.format, model_name=a.model_name, use_bilstm=False if a.no_bilstm else None)
@@ -217,9 +217,9 @@ def stress(events: str | Path, config: str, end: str, out: str | Path, serve: li
 
     from mlflow.tracking import MlflowClient
 
+    from item2vec.cli.retrain import format_history
     from item2vec.registry import registry_history
     from item2vec.retrain import STEPS
-    from item2vec.tracking_cli import format_history
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -210,3 +210,24 @@ def test_projector_files_and_explore_page_are_logged_with_the_vectors(store, tmp
     assert meta[1] == "100\titem 100\t1" and meta[-1] == "139\t\t1"
     page = (Path(folder) / "explore.html").read_text()
     assert '"mode":"file"' in page and '"n_items":40' in page
+
+
+@pytest.mark.parametrize("argv", [["fit", "--epochs", "1", "--vector-size", "8"],
+                                  ["evaluate", "--models", "pop,markov"]])
+def test_mlflow_logs_what_the_command_holds_not_a_reread_of_its_folders(store, data_dir, tmp_path, monkeypatch, argv):
+    from item2vec.data import SessionData
+
+    loads = []
+    real = SessionData.load.__func__
+
+    def counting(cls, *args, **kwargs):
+        loads.append(args)
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(SessionData, "load", classmethod(counting))
+    out = ["--out", str(tmp_path / "m")] if argv[0] == "fit" else []
+    assert main([*argv, "--data", str(data_dir), *out, "--quiet", "--tracking-uri", store,
+                 "--experiment", f"memory-{argv[0]}"]) == 0
+    assert len(loads) == 1  # the command's own read; logging used the data it held
+    (run,) = _runs(store, f"memory-{argv[0]}")
+    assert run.data.metrics["data.train.sessions"] > 0

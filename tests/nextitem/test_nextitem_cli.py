@@ -8,7 +8,7 @@ import pytest
 from item2vec.cli import main
 from item2vec.embeddings import Item2Vec, Item2VecConfig
 from item2vec.evaluation import evaluate
-from item2vec.nextitem.cli import load_next_model
+from item2vec.nextitem.recommender import load_next_model
 
 TINY = ["--hidden-size", "8", "--epochs", "2", "--max-prefix", "5", "--quiet"]
 

@@ -29,7 +29,7 @@ def _emb(n=200, seed=0):
     return ItemEmbeddings([f"i{j}" for j in range(n)], rng.normal(size=(n, 8)).astype(np.float32))
 
 
-def test_neighbours_command_writes_the_table_and_never_overwrites(tmp_path, capsys):
+def test_neighbours_command_writes_the_table_and_replaces_it_only_with_overwrite(tmp_path, capsys):
     model = _emb().save(tmp_path / "model")
     out = tmp_path / "nb.parquet"
     assert main(["neighbours", "--model", str(model), "--k", "4", "--out", str(out)]) == 0
@@ -39,8 +39,10 @@ def test_neighbours_command_writes_the_table_and_never_overwrites(tmp_path, caps
     assert t.filter(pl.col("item_id") == "i7").sort("rank")["neighbour_id"].to_list() == list(ids)
     before = out.read_bytes()
     assert main(["neighbours", "--model", str(model), "--k", "3", "--out", str(out)]) == 2
-    assert "never overwritten" in capsys.readouterr().err
+    assert "--overwrite" in capsys.readouterr().err
     assert out.read_bytes() == before
+    assert main(["neighbours", "--model", str(model), "--k", "3", "--out", str(out), "--overwrite"]) == 0
+    assert pl.read_parquet(out).height == 200 * 3 and not list(tmp_path.glob(".nb.parquet*"))
 
 
 def test_engine_flag_is_checked():

@@ -1,7 +1,4 @@
-"""``item2vec explore``: browse a model's item space in a local page (see :mod:`item2vec.explore`).
-
-``item2vec/cli.py`` calls :func:`add_parser` from its ``build_parser``.
-"""
+"""``item2vec explore``: browse a model's item space in a local page (see :mod:`item2vec.explore`)."""
 
 from __future__ import annotations
 
@@ -12,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parser"]
+__all__ = ["add_parser", "cmd_explore"]
 
 
 def add_parser(sub: Any) -> None:
@@ -38,7 +35,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-serve", action="store_true", help="with --html: write the file and exit")
     p.add_argument("--open", action="store_true", help="open the page in the default browser")
     p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=_cmd_explore)
+    p.set_defaults(func=cmd_explore)
 
 
 def _load_metadata(a: argparse.Namespace, emb: Any) -> Any:
@@ -52,7 +49,8 @@ def _load_metadata(a: argparse.Namespace, emb: Any) -> Any:
     return None
 
 
-def _cmd_explore(a: argparse.Namespace) -> int:
+def cmd_explore(a: argparse.Namespace) -> int:
+    """``item2vec explore``: write the page (``--html``) and/or serve it until Ctrl-C or SIGTERM."""
     from item2vec.exceptions import OptionError
     from item2vec.explore import Explorer, _metadata_maps, serve
     from item2vec.registry import load

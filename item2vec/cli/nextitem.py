@@ -1,8 +1,7 @@
 """``item2vec train-next``: train the BiLSTM next-item model on prepared data.
 
-The lead's ``item2vec/cli.py`` calls :func:`add_parser` to register the subcommand;
 ``item2vec evaluate --models ...,bilstm --next-model DIR`` loads the result with
-:func:`load_next_model`.
+:func:`item2vec.nextitem.recommender.load_next_model`.
 """
 
 from __future__ import annotations
@@ -10,18 +9,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from item2vec.nextitem.recommender import load_next_model
+from item2vec.cli._common import log_dataset, mlflow_run, tracking_parent
 
-__all__ = ["add_parser", "load_next_model"]
+__all__ = ["add_parser", "cmd_train_next"]
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``train-next`` on an argparse subparsers object."""
-    p = subparsers.add_parser(
+def add_parser(sub: Any) -> None:
+    """Register ``train-next`` on ``sub`` (an argparse subparsers object)."""
+    p = sub.add_parser(
         "train-next",
         help="train the BiLSTM next-item model (item2vec-initialised or random)",
         description="Train the BiLSTM next-item model on a prepared-data directory, early-stopping "
         "on validation MRR@20, and write a checkpoint directory.",
+        parents=[tracking_parent()],
     )
     p.add_argument("--data", required=True, help="prepared-data directory (item2vec prepare)")
     p.add_argument("--embeddings", default=None,
@@ -56,8 +56,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, dest="random_state")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: $ITEM2VEC_DEVICE, else CUDA if present)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_cmd_train_next)
-    return p
+    p.set_defaults(func=cmd_train_next)
 
 
 _PARAMS = (
@@ -67,41 +66,57 @@ _PARAMS = (
 )
 
 
-def _cmd_train_next(a: argparse.Namespace) -> int:
+def cmd_train_next(a: argparse.Namespace) -> int:
+    """``item2vec train-next``: train the BiLSTM, save the checkpoint (``--mlflow``: log the training)."""
     from item2vec.data import SessionData
     from item2vec.embeddings import Item2Vec, ItemEmbeddings
     from item2vec.nextitem.recommender import NextItemRecommender
 
-    if a.init == "random" and a.embeddings:
-        raise ValueError("--embeddings is for --init item2vec; with --init random there is nothing to load")
-    if a.freeze and a.init == "random":
-        raise ValueError("--freeze needs --init item2vec: there is nothing to keep fixed in a random table")
-    params: dict[str, Any] = {k: getattr(a, k) for k in _PARAMS if getattr(a, k, None) is not None}
-    if a.untied:
-        params["tied"] = False
-    if a.residual_last:
-        params["residual_last"] = True
-    data = SessionData.load(a.data)
-    emb = None
-    if a.init == "item2vec":
-        if a.embeddings:
-            emb = ItemEmbeddings.load(a.embeddings)
-        else:
-            i2v = Item2Vec(show_progress=not a.quiet).fit(data.decode(data.train))
-            emb = i2v.embeddings_
-            if not a.quiet:
-                print(f"item2vec: {len(emb):,} items x {emb.dim} dims in {i2v.fit_seconds_:.1f}s")
-    model = NextItemRecommender(
-        embeddings=emb, vocab=data.vocab, init=a.init, freeze=a.freeze, show_progress=not a.quiet, **params
-    )
-    model.fit(data.train, n_items=data.n_items, valid=data.valid if data.valid else None,
-              repeats_dropped=data.repeats_dropped)
-    model.save(a.out)
-    a.fitted = model  # what --mlflow logs (tracking_cli)
-    r = model.train_result_
-    val = ", ".join(f"{k} {v:.4f}" for k, v in r.best_metrics.items() if k.startswith("val_"))
-    print(
-        f"bilstm ({a.init}{', frozen' if a.freeze else ''}): kept epoch {r.best_epoch} of {r.epochs_run}"
-        f"{' (' + val + ')' if val else ''}, {r.seconds:.1f}s, {r.examples_per_second:,.0f} examples/s -> {a.out}"
-    )
+    with mlflow_run(a, "train-next") as tracked:
+        if a.init == "random" and a.embeddings:
+            raise ValueError("--embeddings is for --init item2vec; with --init random there is nothing to load")
+        if a.freeze and a.init == "random":
+            raise ValueError("--freeze needs --init item2vec: there is nothing to keep fixed in a random table")
+        params: dict[str, Any] = {k: getattr(a, k) for k in _PARAMS if getattr(a, k, None) is not None}
+        if a.untied:
+            params["tied"] = False
+        if a.residual_last:
+            params["residual_last"] = True
+        data = SessionData.load(a.data)
+        emb = None
+        if a.init == "item2vec":
+            if a.embeddings:
+                emb = ItemEmbeddings.load(a.embeddings)
+            else:
+                i2v = Item2Vec(show_progress=not a.quiet).fit(data.decode(data.train))
+                emb = i2v.embeddings_
+                if not a.quiet:
+                    print(f"item2vec: {len(emb):,} items x {emb.dim} dims in {i2v.fit_seconds_:.1f}s")
+        model = NextItemRecommender(
+            embeddings=emb, vocab=data.vocab, init=a.init, freeze=a.freeze, show_progress=not a.quiet, **params
+        )
+        model.fit(data.train, n_items=data.n_items, valid=data.valid if data.valid else None,
+                  repeats_dropped=data.repeats_dropped)
+        model.save(a.out)
+        r = model.train_result_
+        val = ", ".join(f"{k} {v:.4f}" for k, v in r.best_metrics.items() if k.startswith("val_"))
+        print(
+            f"bilstm ({a.init}{', frozen' if a.freeze else ''}): kept epoch {r.best_epoch} of {r.epochs_run}"
+            f"{' (' + val + ')' if val else ''}, {r.seconds:.1f}s, {r.examples_per_second:,.0f} examples/s -> {a.out}"
+        )
+        if tracked:
+            _log_train_next(model, data)
     return 0
+
+
+def _log_train_next(model: Any, data: Any) -> None:
+    """The trained BiLSTM: its settings, every epoch's metrics, the kept epoch's, and its data."""
+    from item2vec import tracking
+
+    r = model.train_result_
+    tracking.log_params(model.get_params(), prefix="bilstm")
+    for row in r.history:
+        tracking.log_metrics({k: v for k, v in row.items() if k != "epoch"}, prefix="bilstm", step=int(row["epoch"]))
+    tracking.log_metrics({"best_epoch": r.best_epoch, "epochs_run": r.epochs_run, "train_seconds": r.seconds,
+                          **(r.best_metrics or {})}, prefix="bilstm.best")
+    log_dataset(data)
