@@ -178,40 +178,14 @@ def _cmd_retrain(a: argparse.Namespace) -> int:
         print("item2vec retrain: the champion is unchanged", file=sys.stderr)
         return 1
     if not a.quiet:
+        from item2vec.retrain import format_report
+
         print(format_report(report))
     return 0
 
 
-def format_report(report: dict[str, Any]) -> str:
-    """A retraining report as a few lines and a metrics table."""
-    from item2vec.evaluation import format_table
-
-    g = report.get("gating") or {}
-    lines = [
-        f"run {report['run_id']}: {report['model_name']} version {report['model_version']} "
-        f"{'PROMOTED to champion' if report['promoted'] else 'is the challenger'}",
-        f"  reason: {report['reason']}",
-    ]
-    if report.get("served_model"):
-        lines.append(f"  serves recommend(): {report['served_model']} ({report.get('served_choice') or ''}); "
-                     "similar_items: item2vec")
-    for dead in report.get("reaped") or []:
-        lines.append(f"  marked FAILED: run {dead['run_id']} (its process died during step {dead['failed_step']!r})")
-    if report.get("stability"):
-        s = report["stability"]
-        key = next((k for k in s if k.startswith("overlap@")), None)
-        if key and s[key] is not None:
-            lines.append(f"  neighbour stability vs the previous champion: {key} {s[key]:.3f} "
-                         f"over {int(s['n_common'])} common items")
-    k = report["config"]["k"]
-    lines += ["", format_table(report["metrics"], k)]
-    if g.get("metric") and f"@{k}" not in g["metric"]:
-        lines.append(f"gating on {g['metric']}: challenger {g['challenger']:.4f}, champion {g.get('champion')}")
-    return "\n".join(lines)
-
-
 def _cmd_history(a: argparse.Namespace) -> int:
-    from item2vec.registry import registry_history
+    from item2vec.registry import format_history, registry_history
 
     hist = registry_history(a.model_name, tracking_uri=a.tracking_uri)
     if a.json:
@@ -224,28 +198,14 @@ def _cmd_history(a: argparse.Namespace) -> int:
     return 0
 
 
-def format_history(hist: list[dict[str, Any]]) -> str:
-    """Registry versions as a Markdown table (version, aliases, data end, gating numbers, reason)."""
-    import datetime as dt
+def __getattr__(name: str) -> Any:
+    """``format_report`` / ``format_history`` live next to what they format; re-exported here, imported lazily."""
+    if name == "format_report":
+        from item2vec.retrain import format_report
 
-    rows = ["| version | aliases | data up to | served model | challenger | champion | promoted | reason |",
-            "|---|---|---|---|---|---|---|---|"]
-    for v in hist:
-        t = v["tags"]
-        metric = t.get("gating_metric", "")
-        key = metric.replace("@", "_at_")
-        rows.append(
-            f"| {v['version']} | {', '.join(v['aliases'])} | {t.get('data_end', '')[:10]} | {t.get('served_model', t.get('next_model', ''))} "
-            f"| {_num(t.get('challenger_' + key))} | {_num(t.get('champion_' + key))} "
-            f"| {t.get('promoted', '')} | {t.get('reason', '')} |"
-        )
-    created = dt.datetime.fromtimestamp(hist[-1]["created"] / 1000).isoformat(timespec="seconds")
-    rows.append(f"\n({len(hist)} versions; latest registered {created})")
-    return "\n".join(rows)
+        return format_report
+    if name == "format_history":
+        from item2vec.registry import format_history
 
-
-def _num(s: str | None) -> str:
-    try:
-        return f"{float(s):.4f}" if s else ""
-    except ValueError:
-        return str(s)
+        return format_history
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
