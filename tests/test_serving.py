@@ -220,11 +220,11 @@ SMALL_JOB = {"experiment": "deploy", "baselines": ["pop"], "tsne": False, "warm_
 DEPLOYS = {
     # integer product ids, the BiLSTM served for sessions
     "diginetica-int": ("diginetica-sample/sample_train-item-views.csv", None, None,
-                       {"format": "diginetica", "use_bilstm": True, "prepare": {"test_days": 3, "valid_days": 3},
+                       {"format": "diginetica", "use_bilstm": True, "serve": ["bilstm"], "prepare": {"test_days": 3, "valid_days": 3},
                         "bilstm": {"epochs": 1, "hidden_size": 16, "patience": 1, "num_threads": 1}}),
     # string stock codes (some all digits: "71053" is a string here), item2vec answers sessions
     "online-retail-str": ("online-retail/by-day", "2010-12-01", "2010-12-05",
-                          {"format": "online-retail", "read": {"session": "invoice"}, "use_bilstm": False,
+                          {"format": "online-retail", "read": {"session": "invoice"}, "use_bilstm": False, "serve": ["item2vec"],
                            "prepare": {"test_days": 1, "valid_days": 1}}),
 }
 
