@@ -13,10 +13,11 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from item2vec.exceptions import OutputExistsError
 
-__all__ = ["CHECKSUMS", "atomic_dir", "atomic_file", "check_output", "output_policy", "verify_checksums",
+__all__ = ["CHECKSUMS", "atomic_dir", "atomic_file", "check_output", "json_default", "output_policy", "verify_checksums",
            "write_checksums"]
 
 #: The file in a model directory that holds the sha256 of every other file in it.
@@ -257,3 +258,14 @@ def verify_checksums(root: str | os.PathLike[str]) -> None:
             raise CorruptModelError(f"{root / name}: missing; {CHECKSUMS} lists it")
         if _sha256(root / name) != digest:
             raise CorruptModelError(f"{root / name}: sha256 does not match {CHECKSUMS}; the file changed after saving")
+
+
+def json_default(o: Any) -> Any:
+    """``json.dump(..., default=json_default)``: numpy scalars and arrays as Python values, anything else as ``str``."""
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)

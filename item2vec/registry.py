@@ -30,8 +30,9 @@ import posixpath
 import re
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import mlflow.pyfunc
 import numpy as np
@@ -45,11 +46,15 @@ from item2vec.serving import ServedModel, ServedRecommender
 __all__ = [
     "CHAMPION",
     "CHALLENGER",
+    "Champion",
+    "Decision",
     "Item2VecPyfunc",
     "ServedModel",
     "alias_lock",
     "ServedRecommender",
     "check_model_name",
+    "decide",
+    "format_history",
     "get_version_by_alias",
     "load",
     "log_model",
@@ -308,6 +313,72 @@ def alias_lock(name: str, tracking_uri: str | None = None) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+class GateConfig(Protocol):
+    """What :func:`decide` reads from a config (:class:`~item2vec.retrain.RetrainConfig` has both)."""
+
+    gating_metric: str
+    min_improvement: float
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The model holding the ``champion`` alias and its gating score on the challenger's test data."""
+
+    version: int
+    score: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether the challenger takes the ``champion`` alias, and the sentence that says why."""
+
+    promote: bool
+    reason: str
+    regated: bool = False
+
+
+def decide(challenger: float, champion: Champion | None, config: GateConfig, *,
+           regated_from: int | None = None, regated: bool = False) -> Decision:
+    """Promote or not: the challenger's gating score against the champion's, on the same test data.
+
+    The challenger wins when ``challenger > champion.score + config.min_improvement``
+    (a tie stays with the champion); with no champion it wins. A score that is
+    not a number (NaN) never wins, and a NaN champion is never beaten.
+
+    Parameters
+    ----------
+    challenger : float
+        The challenger's ``config.gating_metric``.
+    champion : Champion or None
+        The current champion (its version and score), ``None`` when there is none.
+    config : GateConfig
+        ``gating_metric`` (named in the reason) and ``min_improvement``.
+    regated_from : int, optional
+        With ``regated``: the champion version the run saw before another run moved the alias.
+    regated : bool
+        The decision is taken again at promotion because the champion changed meanwhile; the reason says so.
+
+    Returns
+    -------
+    Decision
+        ``promote``, ``reason`` and ``regated``.
+    """
+    metric, margin = config.gating_metric, config.min_improvement
+    if champion is None:
+        promote, reason = True, "no champion yet"
+    elif challenger > champion.score + margin:
+        promote, reason = True, (f"{metric} {challenger:.4f} beats the champion (v{champion.version}) "
+                                 f"{champion.score:.4f} on the same test data")
+    else:
+        promote, reason = False, (f"{metric} {challenger:.4f} does not beat the champion (v{champion.version}) "
+                                  f"{champion.score:.4f}" + (f" by more than {margin}" if margin else ""))
+    if regated:
+        reason += (f" (re-gated at promotion: the champion had moved from "
+                   f"{f'v{regated_from}' if regated_from is not None else 'none'} to "
+                   f"{f'v{champion.version}' if champion is not None else 'none'})")
+    return Decision(promote, reason, regated)
+
+
 def registry_history(name: str, tracking_uri: str | None = None) -> list[dict[str, Any]]:
     """Every version of model ``name``, oldest first: version, run id, aliases, tags, creation time."""
     from item2vec.tracking import quiet_mlflow
@@ -326,6 +397,33 @@ def registry_history(name: str, tracking_uri: str | None = None) -> list[dict[st
                 "created": int(full.creation_timestamp),
             })
         return out
+
+
+def format_history(hist: list[dict[str, Any]]) -> str:
+    """Registry versions as a Markdown table (version, aliases, data end, gating numbers, reason)."""
+    import datetime as dt
+
+    rows = ["| version | aliases | data up to | served model | challenger | champion | promoted | reason |",
+            "|---|---|---|---|---|---|---|---|"]
+    for v in hist:
+        t = v["tags"]
+        metric = t.get("gating_metric", "")
+        key = metric.replace("@", "_at_")
+        rows.append(
+            f"| {v['version']} | {', '.join(v['aliases'])} | {t.get('data_end', '')[:10]} | {t.get('served_model', t.get('next_model', ''))} "
+            f"| {_num(t.get('challenger_' + key))} | {_num(t.get('champion_' + key))} "
+            f"| {t.get('promoted', '')} | {t.get('reason', '')} |"
+        )
+    created = dt.datetime.fromtimestamp(hist[-1]["created"] / 1000).isoformat(timespec="seconds")
+    rows.append(f"\n({len(hist)} versions; latest registered {created})")
+    return "\n".join(rows)
+
+
+def _num(s: str | None) -> str:
+    try:
+        return f"{float(s):.4f}" if s else ""
+    except ValueError:
+        return str(s)
 
 
 def _is_remote(uri: str) -> bool:

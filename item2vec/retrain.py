@@ -49,9 +49,9 @@ import sys
 import time
 import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -59,8 +59,11 @@ import polars as pl
 from item2vec._config import DictConfig
 from item2vec.exceptions import DataError, EmptyDataError, Item2VecError
 
-__all__ = ["RetrainConfig", "RetrainError", "SERVABLE", "STEPS", "check_days", "load_config", "neighbour_stability",
-           "read_window", "reap_dead_runs", "run_retrain"]
+if TYPE_CHECKING:
+    from item2vec.registry import Champion, Decision
+
+__all__ = ["RetrainConfig", "RetrainError", "RetrainReport", "SERVABLE", "STEPS", "check_days", "format_report",
+           "load_config", "neighbour_stability", "read_window", "reap_dead_runs", "run_retrain"]
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +76,9 @@ SERVABLE = ("bilstm", "item2vec", "pop", "markov", "sknn", "implicit", "implicit
 class RetrainError(Item2VecError, RuntimeError):
     """A retraining run failed; ``step`` names where. The champion was not touched."""
 
-    def __init__(self, step: str, cause: BaseException, report: dict[str, Any] | None = None) -> None:
+    def __init__(self, step: str, cause: BaseException, report: RetrainReport | None = None) -> None:
         self.step = step
-        self.report = report or {}
+        self.report = report
         first = next((line.strip() for line in str(cause).splitlines() if line.strip()), "")
         super().__init__(f"retraining failed at step {step!r}: {type(cause).__name__}: {first}")
 
@@ -211,7 +214,6 @@ def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) ->
 # ---------------------------------------------------------------------------
 # reading a window of daily files
 # ---------------------------------------------------------------------------
-_DAY = re.compile(r"^(\d{4}-\d{2}-\d{2})")
 
 
 def check_days(start: str | None, end: str | None) -> None:
@@ -262,6 +264,7 @@ def read_window(
         When no file or event falls in the range.
     """
     from item2vec.data import read_events
+    from item2vec.data.readers import daily_files
 
     check_days(start, end)
     p = Path(path)
@@ -270,15 +273,7 @@ def read_window(
     if format == "online-retail":  # its reader picks the daily files itself
         return read_events(p, format, start=start, end=end, **options)
     if p.is_dir() and not any(p.glob("*.parquet")) or (p.is_dir() and (start or end)):
-        files = sorted(f for f in p.iterdir() if f.is_file() and _DAY.match(f.name))
-        if not files:
-            raise EmptyDataError(f"{p}: expected daily files named YYYY-MM-DD.<ext>, found none")
-        files = [f for f in files
-                 if (start is None or _DAY.match(f.name).group(1) >= start)  # type: ignore[union-attr]
-                 and (end is None or _DAY.match(f.name).group(1) <= end)]  # type: ignore[union-attr]
-        if not files:
-            raise EmptyDataError(f"{p}: no daily file between {start} and {end}")
-        frames = [_read_one(f, format, **options) for f in files]
+        frames = [_read_one(f, format, **options) for f in daily_files(p, start, end)]
         df = pl.concat([f.drop("_order") for f in frames], how="diagonal_relaxed")
         return df.with_row_index("_order").select([c for c in df.columns] + ["_order"])
     df = read_events(p, format, **options)
@@ -340,6 +335,133 @@ def neighbour_stability(new: Any, old: Any, k: int = 10, max_items: int = 2000, 
 
 
 # ---------------------------------------------------------------------------
+# the report
+# ---------------------------------------------------------------------------
+@dataclass
+class RetrainReport:
+    """What one retraining run did; :meth:`to_dict` is the JSON report (the file and the MLflow artifact).
+
+    Attributes
+    ----------
+    status : str
+        ``"running"``, ``"ok"`` or ``"failed"``.
+    run_id : str or None
+        The MLflow run.
+    model_name : str
+        Registered model name.
+    model_version : int or None
+        The version registered (``None`` before the ``register`` step).
+    promoted : bool
+        Whether that version took the ``champion`` alias.
+    reason : str or None
+        Why (or why not), one sentence.
+    failed_step : str or None
+        The step (:data:`STEPS`) that failed.
+    tracking_uri, events, start, end : str or None
+        Where the run was tracked and what it read.
+    config : dict
+        The :class:`RetrainConfig` as a dict.
+    reaped : list of dict or None
+        Runs whose process had died, marked ``FAILED`` by this run (:func:`reap_dead_runs`).
+    dataset : dict or None
+        Statistics of the prepared data.
+    champion_version : int or None
+        The champion when the run started.
+    warm_started : bool or None
+        Whether item2vec started from the champion's vectors.
+    served_model : str or None
+        The model serving ``recommend()``.
+    validation : dict or None
+        Metrics of every serving candidate on the validation days.
+    served_choice : str or None
+        How the served model was chosen.
+    metrics : dict or None
+        Test metrics of every model, the served ``challenger`` and the ``champion`` included.
+    stability : dict or None
+        :func:`neighbour_stability` against the champion (``None``: no champion).
+    gating : dict or None
+        ``metric``, ``challenger``, ``champion``, ``champion_version``, ``min_improvement`` (and ``regated``).
+    model_uri : str or None
+        ``models:/NAME/VERSION`` of the registered version.
+    error : str or None
+        The exception that failed the run.
+    seconds : float or None
+        Wall time of the job.
+    step_seconds : dict or None
+        Wall time of each step that ran.
+    """
+
+    status: str = "running"
+    run_id: str | None = None
+    model_name: str = ""
+    model_version: int | None = None
+    promoted: bool = False
+    reason: str | None = None
+    failed_step: str | None = None
+    tracking_uri: str = ""
+    events: str = ""
+    start: str | None = None
+    end: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    reaped: list[dict[str, Any]] | None = None
+    dataset: dict[str, Any] | None = None
+    champion_version: int | None = None
+    warm_started: bool | None = None
+    served_model: str | None = None
+    validation: dict[str, dict[str, Any]] | None = None
+    served_choice: str | None = None
+    metrics: dict[str, dict[str, Any]] | None = None
+    stability: dict[str, Any] | None = None
+    gating: dict[str, Any] | None = None
+    model_uri: str | None = None
+    error: str | None = None
+    seconds: float | None = None
+    step_seconds: dict[str, float] | None = None
+
+    #: Left out of the JSON report until a step sets them.
+    _UNTIL_SET = frozenset({"reaped", "dataset", "champion_version", "warm_started", "served_model", "validation",
+                            "served_choice", "metrics", "gating", "model_uri", "error", "seconds", "step_seconds"})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON report: every field set so far, in field order (``stability`` once the evaluation ran)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None and (f.name in self._UNTIL_SET or (f.name == "stability" and self.metrics is None)):
+                continue
+            out[f.name] = value
+        return out
+
+
+def format_report(report: RetrainReport) -> str:
+    """A retraining report as a few lines and a metrics table."""
+    from item2vec.evaluation import format_table
+
+    g = report.gating or {}
+    lines = [
+        f"run {report.run_id}: {report.model_name} version {report.model_version} "
+        f"{'PROMOTED to champion' if report.promoted else 'is the challenger'}",
+        f"  reason: {report.reason}",
+    ]
+    if report.served_model:
+        lines.append(f"  serves recommend(): {report.served_model} ({report.served_choice or ''}); "
+                     "similar_items: item2vec")
+    for dead in report.reaped or []:
+        lines.append(f"  marked FAILED: run {dead['run_id']} (its process died during step {dead['failed_step']!r})")
+    if report.stability:
+        s = report.stability
+        key = next((k for k in s if k.startswith("overlap@")), None)
+        if key and s[key] is not None:
+            lines.append(f"  neighbour stability vs the previous champion: {key} {s[key]:.3f} "
+                         f"over {int(s['n_common'])} common items")
+    k = report.config["k"]
+    lines += ["", format_table(report.metrics or {}, k)]
+    if g.get("metric") and f"@{k}" not in g["metric"]:
+        lines.append(f"gating on {g['metric']}: challenger {g['challenger']:.4f}, champion {g.get('champion')}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
 # the job
 # ---------------------------------------------------------------------------
 def run_retrain(
@@ -352,7 +474,7 @@ def run_retrain(
     report_path: str | os.PathLike[str] | None = None,
     on_step: Callable[[str], None] | None = None,
     show_progress: bool = False,
-) -> dict[str, Any]:
+) -> RetrainReport:
     """Run one retraining job; see the module docstring.
 
     Parameters
@@ -365,17 +487,15 @@ def run_retrain(
     tracking_uri : str, optional
         See :func:`item2vec.tracking.resolve_tracking_uri`.
     report_path : path-like, optional
-        Where the JSON report goes (also logged as ``retrain_report.json``).
+        Where the JSON report (:meth:`RetrainReport.to_dict`) goes (also logged as ``retrain_report.json``).
     on_step : callable, optional
         Called with each step's name (:data:`STEPS`) as it starts (progress, fault injection).
     show_progress : bool
 
     Returns
     -------
-    dict
-        The report: ``run_id``, ``model_name``, ``model_version``, ``promoted``,
-        ``reason``, ``gating``, ``metrics`` (every model), ``stability``,
-        ``dataset``, ``status`` (``"ok"``).
+    RetrainReport
+        ``status`` ``"ok"``, the version registered, whether it was promoted and why, every model's metrics.
 
     Raises
     ------
@@ -389,44 +509,148 @@ def run_retrain(
     check_days(start, end)
     cfg = config or RetrainConfig()
     uri = resolve_tracking_uri(tracking_uri)
-    t0 = time.perf_counter()
-    report: dict[str, Any] = {
-        "status": "running", "run_id": None, "model_name": cfg.model_name, "model_version": None,
-        "promoted": False, "reason": None, "failed_step": None, "tracking_uri": uri,
-        "events": str(events), "start": start, "end": end, "config": cfg.to_dict(),
-    }
-    enter = _Steps(on_step, t0)
+    report = RetrainReport(model_name=cfg.model_name, tracking_uri=uri, events=str(events), start=start, end=end,
+                           config=cfg.to_dict())
+    step = _Steps(on_step)
+    job = _Job(events, cfg, uri, start, end, report, show_progress)
     try:
-        _run(events, cfg, uri, start, end, report, enter, show_progress)
+        _run(job, step)
     except Exception as e:
-        if report["status"] != "failed":  # failed before the run opened
-            _fail(report, enter, e)
+        if report.status != "failed":  # failed before the run opened
+            _fail(report, step, e)
         _write_report(report, report_path)
-        raise RetrainError(report["failed_step"], e, report) from e
+        raise RetrainError(report.failed_step or step.step, e, report) from e
     _write_report(report, report_path)
     return report
 
 
-def _fail(report: dict[str, Any], enter: _Steps, e: BaseException) -> None:
-    step = enter.step
-    report.update(status="failed", failed_step=step, promoted=False, error=f"{type(e).__name__}: {e}",
-                  reason=f"failed at step {step!r}; the champion is unchanged")
-    report["seconds"], report["step_seconds"] = enter.finish()
+class _Steps:
+    """Times the job's steps (``with step("read"): ...``) and says which one runs."""
+
+    def __init__(self, on_step: Callable[[str], None] | None) -> None:
+        self.step = "setup"
+        self.on_step = on_step
+        self.record: Callable[[str], None] | None = None  # writes the step into the open run
+        self.seconds: dict[str, float] = {}
+        self._t0 = time.perf_counter()
+
+    @contextlib.contextmanager
+    def __call__(self, step: str) -> Iterator[None]:
+        self.step, t = step, time.perf_counter()
+        log.info("retrain: %s", step)
+        try:
+            if self.record is not None:
+                self.record(step)
+            if self.on_step is not None:
+                self.on_step(step)
+            yield
+        finally:
+            self.seconds[step] = round(time.perf_counter() - t, 2)
+
+    @property
+    def total(self) -> float:
+        """Seconds since the job started."""
+        return round(time.perf_counter() - self._t0, 2)
 
 
-def _write_report(report: dict[str, Any], path: str | os.PathLike[str] | None) -> None:
+@dataclass
+class _Job:
+    """What the steps share: the job's inputs, then what each step made."""
+
+    events: Any
+    cfg: RetrainConfig
+    uri: str
+    start: str | None
+    end: str | None
+    report: RetrainReport
+    show_progress: bool
+    data: Any = None  # SessionData
+    champion: Any = None  # the champion's ServedModel when the run started
+    champion_version: int | None = None
+    emb: Any = None  # ItemEmbeddings
+    i2v: Any = None  # the fitted Item2Vec
+    next_model: Any = None  # the fitted NextItemRecommender
+    prefixes: Any = None  # the test prefixes every model is scored on
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    served: Any = None  # the challenger's ServedModel
+    score: float = float("nan")  # the challenger's gating metric
+    gate: Champion | None = None  # the champion it is gated against
+    decision: Decision | None = None
+
+
+def _steps(job: _Job, step: _Steps) -> None:
+    """The job: one named, timed step after another."""
+    with step("read"):
+        events, metadata = _read(job)
+    with step("prepare"):
+        _prepare(job, events, metadata)
+    with step("champion"):
+        _champion(job)
+    with step("item2vec"):
+        _item2vec(job)
+    with step("bilstm"):
+        _bilstm(job)
+    with step("evaluate"):
+        _evaluate(job)
+    with step("log-model"):
+        info = _log_model(job)
+    with step("register"):
+        version = _register(job, info)
+    with step("promote"):
+        _promote(job, version)
+
+
+def _run(job: _Job, step: _Steps) -> None:
+    """Open the MLflow run, reap dead runs, run the steps; the report is logged whatever happens."""
+    import mlflow
+
+    from item2vec import tracking
+
+    report, cfg = job.report, job.cfg
+    run_name = f"retrain-{job.end or time.strftime('%Y-%m-%d')}"
+    me = {"host": socket.gethostname(), "pid": str(os.getpid()), "pid_start": _process_start(os.getpid()) or ""}
+    with tracking.start_run(run_name, experiment=cfg.experiment, tracking_uri=job.uri,
+                            tags={"job": "retrain", "model_name": cfg.model_name, "step": "setup",
+                                  **{f"retrain.{k}": v for k, v in me.items()}}) as run:
+        report.run_id = run.info.run_id
+
+        def record(name: str) -> None:
+            with tracking.quiet_mlflow():
+                mlflow.set_tag("step", name)
+
+        step.record = record
+        try:
+            report.reaped = reap_dead_runs(cfg.model_name, tracking_uri=job.uri,
+                                           experiment_id=run.info.experiment_id, by=run.info.run_id)
+            _steps(job, step)
+            report.status = "ok"
+            report.seconds, report.step_seconds = step.total, step.seconds
+        except Exception as e:
+            _fail(report, step, e)
+            with tracking.quiet_mlflow():
+                mlflow.set_tags({"failed_step": step.step, "error": (report.error or "")[:4000]})
+            raise
+        finally:
+            with tracking.quiet_mlflow():
+                artifact = report.to_dict()
+                artifact.pop("config")
+                tracking.log_json(_clean(artifact), "retrain_report.json")
+
+
+def _fail(report: RetrainReport, step: _Steps, e: BaseException) -> None:
+    report.status, report.failed_step, report.promoted = "failed", step.step, False
+    report.error = f"{type(e).__name__}: {e}"
+    report.reason = f"failed at step {step.step!r}; the champion is unchanged"
+    report.seconds, report.step_seconds = step.total, step.seconds
+
+
+def _write_report(report: RetrainReport, path: str | os.PathLike[str] | None) -> None:
     if path is None:
         return
-    from item2vec._io import atomic_file
+    from item2vec._io import atomic_file, json_default
 
     with atomic_file(path) as fh:
-        json.dump(report, fh, indent=2, default=_json_default)  # type: ignore[arg-type]
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    return str(o)
+        json.dump(report.to_dict(), fh, indent=2, default=json_default)  # type: ignore[arg-type]
 
 
 def _clean(d: dict[str, Any]) -> dict[str, Any]:
@@ -457,69 +681,6 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-class _Steps:
-    """Remembers the step in progress and tells ``on_step``."""
-
-    def __init__(self, on_step: Callable[[str], None] | None, t0: float) -> None:
-        self.step = "setup"
-        self.on_step = on_step
-        self.record: Callable[[str], None] | None = None  # writes the step into the open run
-        self.seconds: dict[str, float] = {}
-        self._t = self._t0 = t0
-
-    def finish(self) -> tuple[float, dict[str, float]]:
-        """Total seconds and seconds per step (the last one included)."""
-        now = time.perf_counter()
-        if self.step != "setup":
-            self.seconds[self.step] = round(now - self._t, 2)
-        return round(now - self._t0, 2), self.seconds
-
-    def __call__(self, step: str) -> None:
-        now = time.perf_counter()
-        if self.step != "setup":
-            self.seconds[self.step] = round(now - self._t, 2)
-        self.step, self._t = step, now
-        log.info("retrain: %s", step)
-        if self.record is not None:
-            self.record(step)
-        if self.on_step is not None:
-            self.on_step(step)
-
-
-def _run(events: Any, cfg: RetrainConfig, uri: str, start: str | None, end: str | None,
-         report: dict[str, Any], enter: _Steps, show_progress: bool) -> None:
-    import mlflow
-
-    from item2vec import tracking
-
-    run_name = f"retrain-{end or time.strftime('%Y-%m-%d')}"
-    me = {"host": socket.gethostname(), "pid": str(os.getpid()), "pid_start": _process_start(os.getpid()) or ""}
-    with tracking.start_run(run_name, experiment=cfg.experiment, tracking_uri=uri,
-                            tags={"job": "retrain", "model_name": cfg.model_name, "step": "setup",
-                                  **{f"retrain.{k}": v for k, v in me.items()}}) as run:
-        report["run_id"] = run.info.run_id
-
-        def record(step: str) -> None:
-            with tracking.quiet_mlflow():
-                mlflow.set_tag("step", step)
-
-        enter.record = record
-        try:
-            report["reaped"] = reap_dead_runs(cfg.model_name, tracking_uri=uri,
-                                              experiment_id=run.info.experiment_id, by=run.info.run_id)
-            _steps(events, cfg, uri, start, end, report, enter, show_progress)
-            report["status"] = "ok"
-            report["seconds"], report["step_seconds"] = enter.finish()
-        except Exception as e:
-            _fail(report, enter, e)
-            with tracking.quiet_mlflow():
-                mlflow.set_tags({"failed_step": enter.step, "error": report["error"][:4000]})
-            raise
-        finally:
-            with tracking.quiet_mlflow():
-                tracking.log_json(_clean({k: v for k, v in report.items() if k != "config"}), "retrain_report.json")
 
 
 # ---------------------------------------------------------------------------
@@ -617,6 +778,9 @@ def reap_dead_runs(model_name: str, tracking_uri: str | None = None, experiment_
     return out
 
 
+# ---------------------------------------------------------------------------
+# the steps
+# ---------------------------------------------------------------------------
 def _metadata(events: Any, cfg: RetrainConfig) -> pl.DataFrame | None:
     """Item titles / categories for display; never fails the job."""
     from item2vec.data import read_item_metadata
@@ -634,205 +798,265 @@ def _metadata(events: Any, cfg: RetrainConfig) -> pl.DataFrame | None:
         return None
 
 
-def _steps(events: Any, cfg: RetrainConfig, uri: str, start: str | None, end: str | None,
-           report: dict[str, Any], enter: _Steps, show_progress: bool) -> None:
+def _read(job: _Job) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Step ``read``: the events of the window and the item metadata."""
+    events = read_window(job.events, job.cfg.format, start=job.start, end=job.end, **job.cfg.read)
+    return events, _metadata(job.events, job.cfg)
+
+
+def _prepare(job: _Job, events: pl.DataFrame, metadata: pl.DataFrame | None) -> None:
+    """Step ``prepare``: sessions and the train / validation / test split; logs the config and the data."""
+    from item2vec import tracking
+    from item2vec.data import PrepareConfig, prepare
+
+    start, end = job.start, job.end
+    job.data = prepare(events, PrepareConfig.from_dict(job.cfg.prepare), metadata=metadata,
+                       name=Path(str(job.events)).name + (f"[{start or ''}..{end or ''}]" if start or end else ""))
+    job.report.dataset = job.data.stats
+    tracking.log_params(job.cfg.to_dict(), prefix="config")
+    tracking.log_params({"events": str(job.events), "start": start, "end": end}, prefix="job")
+    tracking.log_dataset(job.data.stats)
+
+
+def _champion(job: _Job) -> None:
+    """Step ``champion``: load the model holding the alias (none on the first run)."""
     import mlflow
 
-    from item2vec import registry, tracking
-    from item2vec.data import PrepareConfig, prepare
+    from item2vec import registry
+
+    name = job.cfg.model_name
+    version = registry.get_version_by_alias(name, registry.CHAMPION, tracking_uri=job.uri)
+    if version is None:
+        return
+    job.champion = registry.load(f"models:/{name}@{registry.CHAMPION}", tracking_uri=job.uri)
+    job.champion_version = job.report.champion_version = int(version.version)
+    mlflow.set_tag("champion_version", version.version)
+
+
+def _item2vec(job: _Job) -> None:
+    """Step ``item2vec``: train the vectors, warm-started from the champion's when their size matches."""
+    import mlflow
+
+    from item2vec import tracking
     from item2vec.embeddings import Item2Vec, Item2VecConfig
-    from item2vec.evaluation import evaluate, make_prefixes
-    from item2vec.recommenders import Item2VecRecommender, make_recommender
 
-    # -- read --------------------------------------------------------------------------
-    enter("read")
-    ev = read_window(events, cfg.format, start=start, end=end, **cfg.read)
-    meta = _metadata(events, cfg)
-
-    # -- prepare -----------------------------------------------------------------------
-    enter("prepare")
-    data = prepare(ev, PrepareConfig.from_dict(cfg.prepare), metadata=meta,
-                   name=Path(str(events)).name + (f"[{start or ''}..{end or ''}]" if start or end else ""))
-    report["dataset"] = data.stats
-    tracking.log_params(cfg.to_dict(), prefix="config")
-    tracking.log_params({"events": str(events), "start": start, "end": end}, prefix="job")
-    tracking.log_dataset(data.stats)
-
-    # -- the current champion ----------------------------------------------------------
-    enter("champion")
-    champ_version = registry.get_version_by_alias(cfg.model_name, registry.CHAMPION, tracking_uri=uri)
-    champion = None
-    if champ_version is not None:
-        champion = registry.load(f"models:/{cfg.model_name}@{registry.CHAMPION}", tracking_uri=uri)
-        report["champion_version"] = int(champ_version.version)
-        mlflow.set_tag("champion_version", champ_version.version)
-
-    # -- item2vec ----------------------------------------------------------------------
-    enter("item2vec")
-    init = None
-    if cfg.warm_start and champion is not None:
+    cfg, data, init = job.cfg, job.data, None
+    if cfg.warm_start and job.champion is not None:
         want = Item2VecConfig.from_dict(cfg.item2vec).vector_size
-        if champion.embeddings.dim == want:
-            init = champion.embeddings
+        if job.champion.embeddings.dim == want:
+            init = job.champion.embeddings
         else:
             log.warning("no warm start: the champion's vectors have size %d, this config %d",
-                        champion.embeddings.dim, want)
-    i2v = Item2Vec(show_progress=show_progress, **cfg.item2vec).fit(data.decode(data.train), init=init)
-    emb = i2v.embeddings_
-    emb.metadata.update({"dataset": data.stats.get("name"), "time_range": data.stats.get("time_range")})
+                        job.champion.embeddings.dim, want)
+    job.i2v = i2v = Item2Vec(show_progress=job.show_progress, **cfg.item2vec).fit(data.decode(data.train), init=init)
+    job.emb = i2v.embeddings_
+    job.emb.metadata.update({"dataset": data.stats.get("name"), "time_range": data.stats.get("time_range")})
     for epoch, loss in enumerate(i2v.loss_history_, start=1):
         tracking.log_metrics({"loss": loss}, prefix="item2vec", step=epoch)
     tracking.log_metrics({"fit_seconds": i2v.fit_seconds_, "words_per_second": i2v.words_per_second_},
                          prefix="item2vec")
     mlflow.set_tag("warm_started", str(init is not None).lower())
-    report["warm_started"] = init is not None
+    job.report.warm_started = init is not None
 
-    # -- BiLSTM ------------------------------------------------------------------------
-    enter("bilstm")
-    next_model = None
-    if cfg.use_bilstm:
-        from item2vec.nextitem import NextItemRecommender
 
-        params = {"show_progress": show_progress, **cfg.bilstm}
-        next_model = NextItemRecommender(embeddings=emb, vocab=data.vocab,
-                                         callback=tracking.epoch_logger("bilstm"), **params)
-        next_model.fit(data.train, n_items=data.n_items, valid=data.valid if data.valid else None)
-        r = next_model.train_result_
-        tracking.log_metrics({"best_epoch": r.best_epoch, "epochs_run": r.epochs_run, "train_seconds": r.seconds},
-                             prefix="bilstm")
+def _bilstm(job: _Job) -> None:
+    """Step ``bilstm``: train the next-item model on top of the vectors (when ``use_bilstm``)."""
+    if not job.cfg.use_bilstm:
+        return
+    from item2vec import tracking
+    from item2vec.nextitem import NextItemRecommender
 
-    # -- evaluate ------------------------------------------------------------------------
-    enter("evaluate")
-    k, gk, metric = cfg.k, cfg.gating_k, cfg.gating_metric
-    pre = make_prefixes(data.test)
-    results: dict[str, dict[str, Any]] = {}
+    data = job.data
+    params = {"show_progress": job.show_progress, **job.cfg.bilstm}
+    model = NextItemRecommender(embeddings=job.emb, vocab=data.vocab, callback=tracking.epoch_logger("bilstm"),
+                                **params)
+    model.fit(data.train, n_items=data.n_items, valid=data.valid if data.valid else None)
+    r = model.train_result_
+    tracking.log_metrics({"best_epoch": r.best_epoch, "epochs_run": r.epochs_run, "train_seconds": r.seconds},
+                         prefix="bilstm")
+    job.next_model = model
 
-    def measure(model: Any, prefixes: Any) -> dict[str, Any]:
-        res = evaluate(model, prefixes, k=k)
-        if gk != k:
-            res.update({m: v for m, v in evaluate(model, prefixes, k=gk).items() if "@" in m})
-        return res
 
-    def score(name: str, model: Any, fit_s: float = 0.0) -> None:
-        results[name] = {**measure(model, pre), "fit_seconds": round(fit_s, 3)}
+def _evaluate(job: _Job) -> None:
+    """Step ``evaluate``: score every model on the test prefixes, choose the served one, gate it."""
+    from item2vec.evaluation import make_prefixes
 
-    candidates = cfg.candidates
-    i2v_rec = Item2VecRecommender(embeddings=emb, vocab=data.vocab).fit(data.train, n_items=data.n_items)
+    job.prefixes = make_prefixes(job.data.test)
+    servable = _fit_candidates(job)
+    job.served = _serve(job, servable)
+    _gate(job)
+
+
+def _measure(model: Any, prefixes: Any, cfg: RetrainConfig) -> dict[str, Any]:
+    """Metrics at ``k``, and the gating metric's own cut-off when it differs."""
+    from item2vec.evaluation import evaluate
+
+    res = evaluate(model, prefixes, k=cfg.k)
+    if cfg.gating_k != cfg.k:
+        res.update({m: v for m, v in evaluate(model, prefixes, k=cfg.gating_k).items() if "@" in m})
+    return res
+
+
+def _score(job: _Job, name: str, model: Any, fit_seconds: float = 0.0) -> None:
+    job.results[name] = {**_measure(model, job.prefixes, job.cfg), "fit_seconds": round(fit_seconds, 3)}
+
+
+def _fit_candidates(job: _Job) -> dict[str, Any]:
+    """Fit the baselines and score every model; returns the models that can serve, by name."""
+    from item2vec.recommenders import Item2VecRecommender, make_recommender
+
+    cfg, data = job.cfg, job.data
+    i2v_rec = Item2VecRecommender(embeddings=job.emb, vocab=data.vocab).fit(data.train, n_items=data.n_items)
     servable: dict[str, Any] = {"item2vec": i2v_rec}
-    if next_model is not None:
-        servable["bilstm"] = next_model
+    if job.next_model is not None:
+        servable["bilstm"] = job.next_model
     with _torch_threads(cfg.bilstm.get("num_threads")):
-        for name in list(dict.fromkeys([*cfg.baselines, *[c for c in candidates if c not in ("bilstm", "item2vec")]])):
+        for name in dict.fromkeys([*cfg.baselines, *[c for c in cfg.candidates if c not in ("bilstm", "item2vec")]]):
             t = time.perf_counter()
-            m = make_recommender(name).fit(data.train, n_items=data.n_items)
-            score(name, m, time.perf_counter() - t)
-            servable[name] = m
-        score("item2vec", i2v_rec, i2v.fit_seconds_)
-        if next_model is not None:
-            score("bilstm", next_model, next_model.train_result_.seconds)
-        served_name, validation, choice = _choose_served(candidates, servable, data.valid, measure, metric)
-    report["served_model"], report["validation"], report["served_choice"] = served_name, validation, choice
-    mlflow.set_tag("served_model", served_name)
-    tracking.log_metrics({name: res for name, res in validation.items()}, prefix="valid")
-    chosen = None if served_name == "item2vec" else servable[served_name]
-    if chosen is not None and chosen is not next_model:
-        chosen.vocab = data.vocab  # the baseline serves in external ids
-    served = registry.ServedModel(emb, chosen, info={"run_id": report["run_id"], "data": data.stats.get("name"),
-                                                     "time_range": data.stats.get("time_range"),
-                                                     "served_model": served_name})
+            model = make_recommender(name).fit(data.train, n_items=data.n_items)
+            _score(job, name, model, time.perf_counter() - t)
+            servable[name] = model
+        _score(job, "item2vec", i2v_rec, job.i2v.fit_seconds_)
+        if job.next_model is not None:
+            _score(job, "bilstm", job.next_model, job.next_model.train_result_.seconds)
+    return servable
+
+
+def _serve(job: _Job, servable: dict[str, Any]) -> Any:
+    """The challenger: the candidate best on the validation days behind ``recommend()``, item2vec behind ``similar_items``."""
+    import mlflow
+
+    from item2vec import registry, tracking
+
+    cfg, data, report = job.cfg, job.data, job.report
     with _torch_threads(cfg.bilstm.get("num_threads")):
-        # the gate: both served models through the same code path, on the same test prefixes
-        score("challenger", served.recommender(data.vocab).fit(data.train, n_items=data.n_items))
-        if champion is not None:
-            score("champion", champion.recommender(data.vocab).fit(data.train, n_items=data.n_items))
-    report["metrics"] = results
-    tracking.log_evaluation({"k": k, "n_predictions": len(pre), "models": results})
-    if champion is not None:
-        stab = neighbour_stability(emb, champion.embeddings, k=cfg.stability_k)
-        report["stability"] = _clean(stab)
-        tracking.log_metrics(stab, prefix="stability")
-    else:
-        report["stability"] = None
+        name, validation, choice = _choose_served(cfg.candidates, servable, data.valid,
+                                                  lambda m, p: _measure(m, p, cfg), cfg.gating_metric)
+    report.served_model, report.validation, report.served_choice = name, validation, choice
+    mlflow.set_tag("served_model", name)
+    tracking.log_metrics(dict(validation.items()), prefix="valid")
+    chosen = None if name == "item2vec" else servable[name]
+    if chosen is not None and chosen is not job.next_model:
+        chosen.vocab = data.vocab  # the baseline serves in external ids
+    return registry.ServedModel(job.emb, chosen, info={"run_id": report.run_id, "data": data.stats.get("name"),
+                                                       "time_range": data.stats.get("time_range"),
+                                                       "served_model": name})
 
-    new_score = float(results["challenger"][metric])
-    old_score = float(results["champion"][metric]) if champion is not None else None
-    promote, reason = _gate(metric, new_score, old_score, champ_version, cfg.min_improvement)
-    report["gating"] = {"metric": metric, "challenger": new_score, "champion": old_score,
-                        "champion_version": int(champ_version.version) if champ_version else None,
-                        "min_improvement": cfg.min_improvement}
 
-    # -- log the model and the artifacts -------------------------------------------------
-    enter("log-model")
-    tracking.log_embeddings(emb, categories=tracking.item_categories(data.metadata),
-                            labels=tracking.item_titles(data.metadata), tsne=cfg.tsne, max_items=cfg.tsne_max_items)
-    info = registry.log_model(served, name="model")
+def _gate(job: _Job) -> None:
+    """Both served models through the same code path on the same test prefixes, then :func:`~item2vec.registry.decide`."""
+    from item2vec import tracking
+    from item2vec.registry import Champion, decide
 
-    # -- register -----------------------------------------------------------------------
-    enter("register")
+    cfg, data, report = job.cfg, job.data, job.report
+    with _torch_threads(cfg.bilstm.get("num_threads")):
+        _score(job, "challenger", job.served.recommender(data.vocab).fit(data.train, n_items=data.n_items))
+        if job.champion is not None:
+            _score(job, "champion", job.champion.recommender(data.vocab).fit(data.train, n_items=data.n_items))
+    report.metrics = job.results
+    tracking.log_evaluation({"k": cfg.k, "n_predictions": len(job.prefixes), "models": job.results})
+    report.stability = None
+    if job.champion is not None:
+        stability = neighbour_stability(job.emb, job.champion.embeddings, k=cfg.stability_k)
+        report.stability = _clean(stability)
+        tracking.log_metrics(stability, prefix="stability")
+    metric = cfg.gating_metric
+    job.score = float(job.results["challenger"][metric])
+    if job.champion_version is not None:
+        job.gate = Champion(job.champion_version, float(job.results["champion"][metric]))
+    job.decision = decide(job.score, job.gate, cfg)
+    report.gating = {"metric": metric, "challenger": job.score, "champion": None if job.gate is None else job.gate.score,
+                     "champion_version": job.champion_version, "min_improvement": cfg.min_improvement}
+
+
+def _log_model(job: _Job) -> Any:
+    """Step ``log-model``: the vectors (and their picture), then the served model; returns MLflow's model info."""
+    from item2vec import registry, tracking
+
+    md, cfg = job.data.metadata, job.cfg
+    tracking.log_embeddings(job.emb, categories=tracking.item_categories(md), labels=tracking.item_titles(md),
+                            tsne=cfg.tsne, max_items=cfg.tsne_max_items)
+    return registry.log_model(job.served, name="model")
+
+
+def _register(job: _Job, info: Any) -> int:
+    """Step ``register``: a new version, tagged with its gating numbers and ``promoted = pending``."""
+    import mlflow
+
+    from item2vec import tracking
+
+    cfg, report, data = job.cfg, job.report, job.data
+    metric, served = cfg.gating_metric, report.served_model or ""
+    validation = report.validation or {}
     key = tracking.metric_key(metric)
     tags = {
-        "gating_metric": metric, f"challenger_{key}": f"{new_score:.6f}",
-        f"champion_{key}": "" if old_score is None else f"{old_score:.6f}",
-        "previous_champion": "" if champ_version is None else str(champ_version.version),
+        "gating_metric": metric, f"challenger_{key}": f"{job.score:.6f}",
+        f"champion_{key}": "" if job.gate is None else f"{job.gate.score:.6f}",
+        "previous_champion": "" if job.champion_version is None else str(job.champion_version),
         "data_end": str((data.stats.get("time_range") or ["", ""])[1]),
         "promoted": "pending", "reason": "registered; the promotion has not settled yet",
-        "served_model": served_name,
-        "next_model": {"item2vec": "item2vec-last"}.get(served_name, served_name),
-        f"valid_{key}": "" if served_name not in validation else f"{validation[served_name][metric]:.6f}",
-        "warm_started": str(report["warm_started"]).lower(),
+        "served_model": served,
+        "next_model": {"item2vec": "item2vec-last"}.get(served, served),
+        f"valid_{key}": "" if served not in validation else f"{validation[served][metric]:.6f}",
+        "warm_started": str(report.warm_started).lower(),
     }
-    if report["stability"]:
-        tags[f"stability_overlap_at_{cfg.stability_k}"] = str(report["stability"].get(f"overlap@{cfg.stability_k}"))
+    if report.stability:
+        tags[f"stability_overlap_at_{cfg.stability_k}"] = str(report.stability.get(f"overlap@{cfg.stability_k}"))
     with tracking.quiet_mlflow():
         mv = mlflow.register_model(info.model_uri, cfg.model_name, tags=tags)
-    report["model_version"] = int(mv.version)
-    report["model_uri"] = f"models:/{cfg.model_name}/{mv.version}"
+    report.model_version = int(mv.version)
+    report.model_uri = f"models:/{cfg.model_name}/{mv.version}"
     mlflow.set_tag("model_version", mv.version)
+    return int(mv.version)
 
-    # -- promote: compare-and-set ----------------------------------------------------------
-    enter("promote")
+
+def _promote(job: _Job, version: int) -> None:
+    """Step ``promote``: compare-and-set under the alias lock; the tags say what the alias did."""
+    import mlflow
+
+    from item2vec import registry, tracking
+
+    cfg, uri = job.cfg, job.uri
+    key = tracking.metric_key(cfg.gating_metric)
     with registry.alias_lock(cfg.model_name, tracking_uri=uri):
-        now = registry.get_version_by_alias(cfg.model_name, registry.CHAMPION, tracking_uri=uri)
-        was = None if champ_version is None else str(champ_version.version)
-        if (None if now is None else str(now.version)) != was:
-            # another run moved the alias since the champion step: gate again against the model there now
-            champ_version = now
-            old_score = None
-            if now is not None:
-                current = registry.load(f"models:/{cfg.model_name}/{now.version}", tracking_uri=uri)
-                with _torch_threads(cfg.bilstm.get("num_threads")):
-                    res = measure(current.recommender(data.vocab).fit(data.train, n_items=data.n_items), pre)
-                results["champion"] = {**res, "fit_seconds": 0.0}
-                old_score = float(res[metric])
-            else:
-                results.pop("champion", None)
-            promote, reason = _gate(metric, new_score, old_score, now, cfg.min_improvement)
-            reason += (f" (re-gated at promotion: the champion had moved from {f'v{was}' if was else 'none'} "
-                       f"to {f'v{now.version}' if now is not None else 'none'})")
-            report["gating"].update(champion=old_score, champion_version=None if now is None else int(now.version),
-                                    regated=True)
-        registry.set_alias(cfg.model_name, mv.version, registry.CHAMPION if promote else registry.CHALLENGER,
+        _regate(job)
+        promote, reason = job.decision.promote, job.decision.reason  # type: ignore[union-attr]
+        registry.set_alias(cfg.model_name, version, registry.CHAMPION if promote else registry.CHALLENGER,
                            tracking_uri=uri)
-        # the tags say what the alias did, written after it moved (a run killed in between is settled
-        # by the next run's reap_dead_runs)
-        registry.set_version_tags(cfg.model_name, mv.version, {
+        # written after the alias moved (a run killed in between is settled by the next run's reap_dead_runs)
+        registry.set_version_tags(cfg.model_name, version, {
             "promoted": str(promote).lower(), "reason": reason,
-            f"champion_{key}": "" if old_score is None else f"{old_score:.6f}",
-            "previous_champion": "" if champ_version is None else str(champ_version.version),
+            f"champion_{key}": "" if job.gate is None else f"{job.gate.score:.6f}",
+            "previous_champion": "" if job.gate is None else str(job.gate.version),
         }, tracking_uri=uri)
     mlflow.set_tags({"promoted": str(promote).lower(), "reason": reason})
     tracking.log_metrics({"promoted": float(promote)})
-    report["promoted"], report["reason"] = promote, reason
+    job.report.promoted, job.report.reason = promote, reason
 
 
-def _gate(metric: str, new: float, old: float | None, champ: Any, min_improvement: float) -> tuple[bool, str]:
-    """(promote, reason): the challenger's score ``new`` against the champion's ``old`` (``None``: no champion)."""
-    if old is None or champ is None:
-        return True, "no champion yet"
-    if new > old + min_improvement:
-        return True, f"{metric} {new:.4f} beats the champion (v{champ.version}) {old:.4f} on the same test data"
-    return False, (f"{metric} {new:.4f} does not beat the champion (v{champ.version}) {old:.4f}"
-                   + (f" by more than {min_improvement}" if min_improvement else ""))
+def _regate(job: _Job) -> None:
+    """When another run moved the alias since the ``champion`` step, gate again against the model there now."""
+    from item2vec import registry
+    from item2vec.registry import Champion, decide
+
+    cfg, data = job.cfg, job.data
+    now = registry.get_version_by_alias(cfg.model_name, registry.CHAMPION, tracking_uri=job.uri)
+    now_version = None if now is None else int(now.version)
+    if now_version == job.champion_version:
+        return
+    gate = None
+    if now_version is not None:
+        current = registry.load(f"models:/{cfg.model_name}/{now_version}", tracking_uri=job.uri)
+        with _torch_threads(cfg.bilstm.get("num_threads")):
+            res = _measure(current.recommender(data.vocab).fit(data.train, n_items=data.n_items), job.prefixes, cfg)
+        job.results["champion"] = {**res, "fit_seconds": 0.0}
+        gate = Champion(now_version, float(res[cfg.gating_metric]))
+    else:
+        job.results.pop("champion", None)
+    job.decision = decide(job.score, gate, cfg, regated=True, regated_from=job.champion_version)
+    job.gate = gate
+    job.report.gating = {**(job.report.gating or {}), "champion": None if gate is None else gate.score,
+                         "champion_version": now_version, "regated": True}
 
 
 def _choose_served(candidates: list[str], models: dict[str, Any], valid: Any, measure: Callable[..., dict[str, Any]],

@@ -31,6 +31,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from item2vec._io import json_default
+
 __all__ = [
     "DEFAULT_EXPERIMENT",
     "DEFAULT_TRACKING_URI",
@@ -316,18 +318,10 @@ def log_json(obj: Any, artifact_file: str) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         p = Path(tmp) / Path(artifact_file).name
-        p.write_text(json.dumps(obj, indent=2, default=_jsonable))
+        p.write_text(json.dumps(obj, indent=2, default=json_default))
         parent = str(Path(artifact_file).parent)
         with quiet_mlflow():
             mlflow.log_artifact(str(p), artifact_path=None if parent == "." else parent)
-
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 def log_dataset(stats: Mapping[str, Any], prefix: str = "data") -> None:

@@ -60,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
           f"(each tests on its newest day)\n")
     reports = simulate(out / "events", cfg, initial_end, args.retrains, tracking_uri=uri, out=out / "reports")
 
-    from item2vec.cli.retrain import format_history, format_report
-    from item2vec.registry import registry_history
+    from item2vec.registry import format_history, registry_history
+    from item2vec.retrain import format_report
 
-    last = next((r for r in reversed(reports) if r.get("status") == "ok"), None)
+    last = next((r for r in reversed(reports) if r.status == "ok"), None)
     if last is not None:
         print("\nlast run:\n" + format_report(last))
     print("\nregistry history:\n" + format_history(registry_history(cfg.model_name, tracking_uri=uri)))

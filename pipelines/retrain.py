@@ -28,14 +28,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from item2vec._io import json_default
 from item2vec.cli import main as item2vec_main
-from item2vec.retrain import RetrainError, load_config, run_retrain
+from item2vec.data.readers import daily_files, file_day
+from item2vec.retrain import RetrainError, RetrainReport, load_config, run_retrain
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 
@@ -51,12 +52,6 @@ def write_daily_files(events: pl.DataFrame, folder: str | Path) -> list[str]:
     return [str(d) for d in days]
 
 
-def daily_files(folder: str | Path) -> list[str]:
-    """The days (``YYYY-MM-DD``) of the daily files in ``folder``, sorted."""
-    days = {m.group(1) for f in Path(folder).iterdir() if (m := re.match(r"^(\d{4}-\d{2}-\d{2})", f.name))}
-    return sorted(days)
-
-
 def simulate(
     events: str | Path,
     config: Any,
@@ -67,81 +62,81 @@ def simulate(
     tracking_uri: str | None = None,
     out: str | Path | None = None,
     log: Any = print,
-) -> list[dict[str, Any]]:
+) -> list[RetrainReport]:
     """Train up to ``initial_end``, then retrain once per following daily file (``days`` of them).
 
     A failed day is reported and the simulation goes on (the champion stays).
 
     Returns
     -------
-    list of dict
+    list of RetrainReport
         The reports, one per run (failed runs carry ``status="failed"``).
     """
-    all_days = daily_files(events)
+    all_days = sorted({file_day(f) for f in daily_files(events)})
     later = [d for d in all_days if d > initial_end][:days]
     ends = [initial_end, *later]
-    reports: list[dict[str, Any]] = []
+    reports: list[RetrainReport] = []
     for i, end in enumerate(ends):
         report_path = Path(out) / f"report-{end}.json" if out else None
         try:
             r = run_retrain(events, config, start=start, end=end, tracking_uri=tracking_uri, report_path=report_path)
         except RetrainError as e:
-            r = e.report
-            log(f"[{i}] {end}: FAILED at {e.step}: {r.get('error')}")
+            r = e.report or RetrainReport(status="failed", failed_step=e.step, error=str(e), end=end)
+            log(f"[{i}] {end}: FAILED at {e.step}: {r.error}")
         else:
-            g = r["gating"]
+            g = r.gating or {}
             champ = "-" if g["champion"] is None else f"{g['champion']:.4f}"
-            mk = (r.get("metrics") or {}).get("markov", {}).get(g["metric"])
-            log(f"[{i}] {end}: v{r['model_version']} serving {r.get('served_model')} "
-                f"{'promoted' if r['promoted'] else 'challenger'} ({g['metric']} {g['challenger']:.4f} vs champion "
-                f"{champ}" + ("" if mk is None else f", markov {mk:.4f}") + f") in {r['seconds']:.0f}s")
+            mk = (r.metrics or {}).get("markov", {}).get(g["metric"])
+            log(f"[{i}] {end}: v{r.model_version} serving {r.served_model} "
+                f"{'promoted' if r.promoted else 'challenger'} ({g['metric']} {g['challenger']:.4f} vs champion "
+                f"{champ}" + ("" if mk is None else f", markov {mk:.4f}") + f") in {r.seconds:.0f}s")
         reports.append(r)
     return reports
 
 
-def metrics_table(reports: list[dict[str, Any]], k: int = 20) -> str:
+def metrics_table(reports: list[RetrainReport], k: int = 20) -> str:
     """Metrics over time as Markdown: one row per run (test day), MRR@k of every model, stability."""
     models: list[str] = []
     for r in reports:
-        for m in r.get("metrics") or {}:
+        for m in r.metrics or {}:
             if m not in models:
                 models.append(m)
     head = ["test day", "version", "served model", "promoted", "test preds"] + [f"{m} MRR@{k}" for m in models] + \
         ["HR@20 served", "overlap@10", "run s"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in reports:
-        met = r.get("metrics") or {}
-        test_range = ((r.get("dataset") or {}).get("test") or {}).get("time_range") or ["", ""]
-        stab = (r.get("stability") or {}).get("overlap@10")
+        met = r.metrics or {}
+        test_range = ((r.dataset or {}).get("test") or {}).get("time_range") or ["", ""]
+        stab = (r.stability or {}).get("overlap@10")
         ch = met.get("challenger", {})
-        cells = [str(test_range[1])[:10] or str(r.get("end")), str(r.get("model_version") or "-"),
-                 str(r.get("served_model") or "-"),
-                 "FAILED " + str(r.get("failed_step")) if r.get("status") == "failed" else str(r.get("promoted")).lower(),
+        cells = [str(test_range[1])[:10] or str(r.end), str(r.model_version or "-"),
+                 str(r.served_model or "-"),
+                 "FAILED " + str(r.failed_step) if r.status == "failed" else str(r.promoted).lower(),
                  str(ch.get("n_predictions", ""))]
         cells += [f"{met[m][f'mrr@{k}']:.4f}" if m in met else "" for m in models]
         cells += [f"{ch[f'hr@{k}']:.4f}" if ch else "", "" if stab is None else f"{stab:.3f}",
-                  str(round(sum((r.get("step_seconds") or {}).values())))]
+                  str(round(sum((r.step_seconds or {}).values())))]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
-def choice_table(reports: list[dict[str, Any]]) -> str:
+def choice_table(reports: list[RetrainReport]) -> str:
     """The served-model choice per run as Markdown: every candidate's validation score, the served one in bold,
     and the served model's test score next to Markov's."""
     names: list[str] = []
     for r in reports:
-        for m in r.get("validation") or {}:
+        for m in r.validation or {}:
             if m not in names:
                 names.append(m)
-    metric = next((r["gating"]["metric"] for r in reports if r.get("gating")), "mrr@20")
+    metric = next((r.gating["metric"] for r in reports if r.gating), "mrr@20")
     head = ["test day", "served model"] + [f"{m} valid {metric.upper()}" for m in names] + \
         [f"served test {metric.upper()}", f"markov test {metric.upper()}"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in reports:
-        if r.get("status") != "ok":
+        if r.status != "ok":
             continue
-        val, met, served = r.get("validation") or {}, r.get("metrics") or {}, r.get("served_model")
-        cells = [str(r.get("end")), str(served)]
+        val, met, served = r.validation or {}, r.metrics or {}, r.served_model
+        cells = [str(r.end), str(served)]
         for m in names:
             v = (val.get(m) or {}).get(metric)
             cell = "" if v is None else f"{v:.4f}"
@@ -155,8 +150,7 @@ def choice_table(reports: list[dict[str, Any]]) -> str:
 def _cmd_simulate(a: argparse.Namespace) -> int:
     import logging
 
-    from item2vec.cli.retrain import format_history
-    from item2vec.registry import registry_history
+    from item2vec.registry import format_history, registry_history
     from item2vec.tracking import resolve_tracking_uri
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -165,7 +159,7 @@ def _cmd_simulate(a: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     uri = resolve_tracking_uri(a.tracking_uri or f"sqlite:///{(out / 'mlflow.db').resolve()}")
     reports = simulate(a.events, cfg, a.initial_end, a.days, start=a.start, tracking_uri=uri, out=out)
-    (out / "reports.json").write_text(json.dumps(reports, indent=2, default=str))
+    (out / "reports.json").write_text(json.dumps([r.to_dict() for r in reports], indent=2, default=json_default))
     hist = format_history(registry_history(cfg.model_name, tracking_uri=uri))
     table = metrics_table(reports, cfg.k)
     text = (f"## Registry history ({cfg.model_name})\n\n{hist}\n\n## Metrics over time\n\n{table}\n\n"
@@ -200,8 +194,7 @@ def _cmd_job(a: argparse.Namespace) -> int:
     except RetrainError as e:
         print(f"FAILED at {e.step}: {e}")
         return 1
-    print(f"v{r['model_version']} serving {r['served_model']}: {'PROMOTED' if r['promoted'] else 'challenger'}; "
-          f"{r['reason']}")
+    print(f"v{r.model_version} serving {r.served_model}: {'PROMOTED' if r.promoted else 'challenger'}; {r.reason}")
     return 0
 
 
@@ -217,8 +210,7 @@ def stress(events: str | Path, config: str, end: str, out: str | Path, serve: li
 
     from mlflow.tracking import MlflowClient
 
-    from item2vec.cli.retrain import format_history
-    from item2vec.registry import registry_history
+    from item2vec.registry import format_history, registry_history
     from item2vec.retrain import STEPS
 
     out = Path(out).resolve()

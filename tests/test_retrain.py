@@ -12,11 +12,14 @@ import polars as pl
 import pytest
 
 from item2vec.cli import main
+from item2vec.data.readers import daily_files
 from item2vec.embeddings import ItemEmbeddings
 from item2vec.exceptions import DataError, EmptyDataError
 from item2vec.retrain import (
     RetrainConfig,
     RetrainError,
+    RetrainReport,
+    format_report,
     load_config,
     neighbour_stability,
     read_window,
@@ -93,24 +96,24 @@ def test_first_run_becomes_champion(history, store):
 
 def test_a_better_challenger_is_promoted(history, store):
     r = history["good"]
-    g = r["gating"]
-    assert r["promoted"] is True and r["model_version"] == 2
+    g = r.gating
+    assert r.promoted is True and r.model_version == 2
     assert g["champion_version"] == 1 and g["challenger"] > g["champion"]
-    assert "beats the champion (v1)" in r["reason"]
-    assert r["warm_started"] is True
-    assert r["served_model"] in {"bilstm", "item2vec", "pop"}
-    assert r["metrics"]["challenger"]["mrr@20"] == pytest.approx(r["metrics"][r["served_model"]]["mrr@20"])
+    assert "beats the champion (v1)" in r.reason
+    assert r.warm_started is True
+    assert r.served_model in {"bilstm", "item2vec", "pop"}
+    assert r.metrics["challenger"]["mrr@20"] == pytest.approx(r.metrics[r.served_model]["mrr@20"])
     # both scored on the same predictions
-    assert r["metrics"]["champion"]["n_predictions"] == r["metrics"]["challenger"]["n_predictions"]
-    assert 0.0 <= r["stability"]["overlap@10"] <= 1.0
+    assert r.metrics["champion"]["n_predictions"] == r.metrics["challenger"]["n_predictions"]
+    assert 0.0 <= r.stability["overlap@10"] <= 1.0
 
 
 def test_a_deliberately_worse_challenger_is_never_promoted(history, store):
     r = history["worse"]
-    g = r["gating"]
+    g = r.gating
     assert g["champion_version"] == 2
     assert g["challenger"] < g["champion"]
-    assert r["promoted"] is False and "does not beat the champion (v2)" in r["reason"]
+    assert r.promoted is False and "does not beat the champion (v2)" in r.reason
     assert _champion(store) == "2"
     assert str(get_version_by_alias(NAME, "challenger", tracking_uri=store).version) == "3"
     assert history["worse_file"]["promoted"] is False and history["worse_file"]["model_version"] == 3
@@ -121,14 +124,14 @@ def test_registry_history_and_version_tags(history, store):
     assert [v["version"] for v in hist] == [1, 2, 3]
     assert [v["tags"]["promoted"] for v in hist] == ["true", "true", "false"]
     assert [v["aliases"] for v in hist] == [[], ["champion"], ["challenger"]]
-    assert hist[1]["tags"]["served_model"] == history["good"]["served_model"]
+    assert hist[1]["tags"]["served_model"] == history["good"].served_model
     assert hist[2]["tags"]["served_model"] == "item2vec" and hist[2]["tags"]["next_model"] == "item2vec-last"
     assert hist[2]["tags"]["previous_champion"] == "2"
 
 
 def test_the_run_holds_params_epoch_metrics_and_the_report(history, store):
     client = MlflowClient(store)
-    run = client.get_run(history["good"]["run_id"])
+    run = client.get_run(history["good"].run_id)
     assert run.data.params["config.item2vec.epochs"] == "8"
     assert run.data.tags["promoted"] == "true"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "bilstm.loss")] == [1, 2]
@@ -196,6 +199,36 @@ def test_read_window_picks_daily_files_and_filters_one_file(daily, synthetic, tm
         read_window(folder, "csv", start="2030-01-01")
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
         read_window(folder, "csv", start="01/02/2024")
+
+
+def test_daily_files_is_the_one_choice_of_files_for_the_readers_and_the_window(tmp_path):
+    folder = tmp_path / "by-day"
+    folder.mkdir()
+    for name in ("2024-01-01.csv", "2024-01-02.csv.gz", "2024-01-03_part.csv", "2024-01-04.parquet", "notes.txt"):
+        (folder / name).write_text("")
+    (folder / "2024-01-05.csv").mkdir()  # a folder named by a date is not a daily file
+    assert [f.name for f in daily_files(folder)] == ["2024-01-01.csv", "2024-01-02.csv.gz",
+                                                      "2024-01-03_part.csv", "2024-01-04.parquet"]
+    assert [f.name for f in daily_files(folder, "2024-01-02", "2024-01-03")] == ["2024-01-02.csv.gz",
+                                                                                 "2024-01-03_part.csv"]
+    assert [f.name for f in daily_files(folder, suffixes=(".csv", ".csv.gz"))] == [
+        "2024-01-01.csv", "2024-01-02.csv.gz", "2024-01-03_part.csv"]
+    with pytest.raises(EmptyDataError, match="no daily file between 2025-01-01 and None"):
+        daily_files(folder, start="2025-01-01")
+    with pytest.raises(EmptyDataError, match=r"online-retail .*no \.tsv files"):
+        daily_files(folder, suffixes=(".tsv",), label="online-retail ")
+    with pytest.raises(EmptyDataError, match="expected daily files named YYYY-MM-DD"):
+        daily_files(tmp_path / "by-day" / "2024-01-05.csv")
+
+
+def test_a_report_holds_only_what_its_steps_set():
+    r = RetrainReport(model_name="m", tracking_uri="sqlite:///x.db", events="ev", config={"k": 20})
+    assert list(r.to_dict()) == ["status", "run_id", "model_name", "model_version", "promoted", "reason",
+                                 "failed_step", "tracking_uri", "events", "start", "end", "config"]
+    r.metrics = {"challenger": {"mrr@20": 0.5, "hr@20": 0.7, "ndcg@20": 0.55}}
+    assert r.to_dict()["stability"] is None  # evaluated without a champion: the key says so
+    r.reason, r.model_version, r.gating = "no champion yet", 1, {"metric": "mrr@20", "challenger": 0.5}
+    assert "version 1 is the challenger" in format_report(r) and "no champion yet" in format_report(r)
 
 
 def test_neighbour_stability_known_answers():
@@ -286,17 +319,17 @@ def test_the_served_model_is_the_best_candidate_on_validation(daily, tmp_path, c
     folder, days = daily
     store = f"sqlite:///{tmp_path}/m.db"
     r = run_retrain(folder, RetrainConfig.from_dict(CHOOSE), end=days[20], tracking_uri=store)
-    val, served = r["validation"], r["served_model"]
+    val, served = r.validation, r.served_model
     assert set(val) == {"item2vec", "pop", "markov"}
     assert all(val[served]["mrr@20"] >= v["mrr@20"] for v in val.values())
-    assert served in r["served_choice"] and "validation" in r["served_choice"]
+    assert served in r.served_choice and "validation" in r.served_choice
     # what serves is what was gated: the served pyfunc scores exactly as the chosen model on the test days
-    assert r["metrics"]["challenger"]["mrr@20"] == pytest.approx(r["metrics"][served]["mrr@20"])
+    assert r.metrics["challenger"]["mrr@20"] == pytest.approx(r.metrics[served]["mrr@20"])
     hist = registry_history(NAME, tracking_uri=store)
     assert hist[-1]["tags"]["served_model"] == served and hist[-1]["tags"]["promoted"] == "true"
     assert main(["history", "--model-name", NAME, "--tracking-uri", store]) == 0
     assert f"| {served} |" in capsys.readouterr().out
-    run = MlflowClient(store).get_run(r["run_id"])
+    run = MlflowClient(store).get_run(r.run_id)
     assert run.data.tags["served_model"] == served and "valid.markov.mrr_at_20" in run.data.metrics
     # the champion loaded from the registry answers recommend() with that model, in external ids
     champ = item2vec.load(f"models:/{NAME}@champion", tracking_uri=store)
@@ -314,17 +347,17 @@ def test_markov_wins_validation_on_successor_chains_and_serves(daily, tmp_path):
     folder, days = daily
     r = run_retrain(folder, RetrainConfig.from_dict({**CHOOSE, "item2vec": WEAK["item2vec"]}), end=days[20],
                     tracking_uri=f"sqlite:///{tmp_path}/m.db")
-    assert r["validation"]["markov"]["mrr@20"] > r["validation"]["item2vec"]["mrr@20"]
-    assert r["served_model"] == "markov"
-    assert r["metrics"]["challenger"]["mrr@20"] >= r["metrics"]["item2vec"]["mrr@20"]
+    assert r.validation["markov"]["mrr@20"] > r.validation["item2vec"]["mrr@20"]
+    assert r.served_model == "markov"
+    assert r.metrics["challenger"]["mrr@20"] >= r.metrics["item2vec"]["mrr@20"]
 
 
 def test_without_a_validation_split_the_job_says_what_it_serves(daily, tmp_path, caplog):
     folder, days = daily
     cfg = RetrainConfig.from_dict({**CHOOSE, "prepare": {"test_days": 1.0, "valid_days": 0.0}})
     r = run_retrain(folder, cfg, end=days[20], tracking_uri=f"sqlite:///{tmp_path}/m.db")
-    assert r["served_model"] == "item2vec" and r["validation"] == {}
-    assert "no validation" in r["served_choice"] and "no validation" in caplog.text
+    assert r.served_model == "item2vec" and r.validation == {}
+    assert "no validation" in r.served_choice and "no validation" in caplog.text
 
 
 def test_serve_option_is_checked():

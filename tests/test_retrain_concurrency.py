@@ -59,7 +59,7 @@ WORKER = textwrap.dedent('''
         report = run_retrain(events, cfg, end=end, tracking_uri=store, on_step=on_step)
     except RetrainError as e:
         report = e.report
-    Path(out).write_text(json.dumps(report, default=str))
+    Path(out).write_text(json.dumps(report.to_dict(), default=str))
 ''')
 
 

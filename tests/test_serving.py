@@ -242,12 +242,12 @@ def test_retrain_register_promote_load_and_serve_a_shared_log(case, shared_datas
     name = f"deploy-{case}"
     report = run_retrain(shared_datasets / rel, RetrainConfig.from_dict({**SMALL_JOB, **job, "model_name": name}),
                          start=start, end=end, tracking_uri=store)
-    assert report["status"] == "ok" and report["promoted"], report.get("error")
+    assert report.status == "ok" and report.promoted, report.error
 
     loaded = item2vec.load(f"models:/{name}@champion", tracking_uri=store)
     int_ids = case.endswith("int")
     assert loaded.ids_are_int is int_ids
-    served_name = report["served_model"]
+    served_name = report.served_model
     assert served_name == ("bilstm" if int_ids else served_name) and loaded.info["served_model"] == served_name
     assert (loaded.next_model is None) is (served_name == "item2vec")
     a, b = loaded.embeddings.ids[:2].tolist()

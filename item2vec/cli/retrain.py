@@ -7,9 +7,7 @@ import json
 import sys
 from typing import Any
 
-from item2vec.cli._formats import format_history, format_report
-
-__all__ = ["add_parser", "cmd_history", "cmd_retrain", "format_history", "format_report"]
+__all__ = ["add_parser", "cmd_history", "cmd_retrain"]
 
 
 def add_parser(sub: Any) -> None:
@@ -64,14 +62,15 @@ def cmd_retrain(a: argparse.Namespace) -> int:
         print(f"item2vec retrain: {e}", file=sys.stderr)
         print("item2vec retrain: the champion is unchanged", file=sys.stderr)
         return 1
-    if not a.quiet:
-        print(format_report(report))
+    from item2vec.retrain import format_report
+
+    print(format_report(report))  # --quiet hides the step log and the bars, not the result
     return 0
 
 
 def cmd_history(a: argparse.Namespace) -> int:
     """``item2vec history``: a registered model's versions, aliases and promotions."""
-    from item2vec.registry import registry_history
+    from item2vec.registry import format_history, registry_history
 
     hist = registry_history(a.model_name, tracking_uri=a.tracking_uri)
     if a.json:

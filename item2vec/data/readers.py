@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import polars as pl
 
 from item2vec.exceptions import DataError, EmptyDataError, MissingColumnError, UnknownFormatError
 
-__all__ = ["FORMATS", "TIME_UNITS", "infer_time_unit", "normalize_frame", "read_events", "read_item_metadata", "read_table"]
+__all__ = ["FORMATS", "TIME_UNITS", "daily_files", "file_day", "infer_time_unit", "normalize_frame", "read_events", "read_item_metadata", "read_table"]
 
 EPOCH = dt.datetime(1970, 1, 1)
 
@@ -355,23 +356,69 @@ def read_sasrec(path: str | os.PathLike[str]) -> pl.DataFrame:
 _RETAIL_SCHEMA = {"InvoiceNo": pl.String, "StockCode": pl.String, "CustomerID": pl.Float64}
 
 
+_DAY = re.compile(r"^(\d{4}-\d{2}-\d{2})")
+
+
+def file_day(path: str | os.PathLike[str]) -> str | None:
+    """The day ``YYYY-MM-DD`` a daily file's name starts with, ``None`` when it starts with no date."""
+    m = _DAY.match(Path(path).name)
+    return m.group(1) if m else None
+
+
+def daily_files(
+    path: str | os.PathLike[str],
+    start: str | None = None,
+    end: str | None = None,
+    *,
+    suffixes: tuple[str, ...] | None = None,
+    label: str = "",
+) -> list[Path]:
+    """The daily files of a folder whose day falls in ``start``..``end`` (inclusive), sorted.
+
+    Parameters
+    ----------
+    path : path-like
+        A folder of files named ``YYYY-MM-DD...`` (one per day).
+    start, end : str, optional
+        ``YYYY-MM-DD``; ``None``: no bound.
+    suffixes : tuple of str, optional
+        Only files ending so (``(".csv", ".csv.gz")``); then a file whose name is
+        not a date counts by the name before its first dot. Default: every file named by a date.
+    label : str
+        Prefix of the error messages (``"online-retail "``).
+
+    Returns
+    -------
+    list of Path
+
+    Raises
+    ------
+    EmptyDataError
+        When the folder has no such file, or none in the range.
+    """
+    p = Path(path)
+    if suffixes is None:
+        files = sorted(f for f in p.iterdir() if f.is_file() and file_day(f))
+        if not files:
+            raise EmptyDataError(f"{label}{p}: expected daily files named YYYY-MM-DD.<ext>, found none")
+    else:
+        files = sorted(f for f in p.iterdir() if f.is_file() and f.name.endswith(suffixes))
+        if not files:
+            raise EmptyDataError(f"{label}{p}: no {' or '.join(suffixes)} files in the folder")
+
+    def day(f: Path) -> str:
+        return file_day(f) or f.name.split(".")[0]
+
+    files = [f for f in files if (start is None or day(f) >= start) and (end is None or day(f) <= end)]
+    if not files:
+        raise EmptyDataError(f"{label}{p}: no daily file between {start} and {end}")
+    return files
+
+
 def _retail_files(p: Path, start: str | None, end: str | None) -> list[Path]:
     if p.is_file():
         return [p]
-    files = sorted([*p.glob("*.csv"), *p.glob("*.csv.gz")])
-    if not files:
-        raise EmptyDataError(f"online-retail {p}: no .csv or .csv.gz files in the folder")
-
-    def day(f: Path) -> str:
-        return f.name.split(".")[0]
-
-    if start:
-        files = [f for f in files if day(f) >= start]
-    if end:
-        files = [f for f in files if day(f) <= end]
-    if not files:
-        raise EmptyDataError(f"online-retail {p}: no daily file between {start} and {end}")
-    return files
+    return daily_files(p, start or None, end or None, suffixes=(".csv", ".csv.gz"), label="online-retail ")
 
 
 def _read_retail_raw(p: Path, start: str | None = None, end: str | None = None) -> pl.DataFrame:
