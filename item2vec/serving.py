@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from item2vec._io import atomic_dir, verify_checksums, write_checksums
-from item2vec.base import Recommender, check_k
+from item2vec.base import Recommender, align_rows, check_k
 from item2vec.data.vocab import ItemVocab
 from item2vec.embeddings import ItemEmbeddings
 from item2vec.exceptions import CorruptModelError, DataError, FormatVersionError, UnknownItemError
@@ -428,27 +428,21 @@ class ServedRecommender(Recommender):
         self.vocab = vocab
 
     def _fit(self, sessions: list[np.ndarray]) -> None:
-        ids = self.vocab.ids.tolist()
         nxt = self.served.next_model
         if nxt is not None:
             # col_[j] = the next model's index of new item j+1 (0 when it does not know it)
-            self.col_ = nxt.vocab.indices(ids, missing="pad")
+            self.col_ = align_rows(nxt.vocab, self.n_items_, self.vocab)[1:] + 1
         else:
             emb = self.served.embeddings
-            rows = emb.vocab.indices(ids, missing="pad") - 1
+            rows = align_rows(emb.vocab, self.n_items_, self.vocab)
             table = np.zeros((self.n_items_ + 1, emb.dim), dtype=np.float32)
-            ok = rows >= 0
-            table[1:][ok] = emb.vectors[rows[ok]]
+            self.known_ = rows >= 0
+            table[self.known_] = emb.vectors[rows[self.known_]]
             self.unit_ = normalize(table)
-            self.known_ = np.concatenate([[False], ok])
 
     def score_batch(self, prefixes: Sequence[np.ndarray]) -> np.ndarray:
-        self._check_fitted()
+        clean = self._prefixes(prefixes)
         n = self.n_items_
-        clean = []
-        for p in prefixes:
-            p = np.asarray(p, dtype=np.int64)
-            clean.append(p[(p > 0) & (p <= n)])
         out = np.full((len(prefixes), n + 1), -np.inf, dtype=np.float32)
         if self.served.next_model is not None:
             col = self.col_
