@@ -418,7 +418,8 @@ class ServedRecommender(Recommender):
     the champion knows its own items only, so its scores are mapped onto the new
     vocabulary's columns; items it never saw get ``-inf`` (it cannot recommend
     them). With a next-item model it ranks with that, else with the neighbours
-    of the prefix's last item (as :meth:`ServedModel.recommend` does).
+    of the prefix's last item (as :meth:`ServedModel.recommend` does). As every
+    recommender, it masks the prefix's last item only where ``repeats_dropped_``.
     """
 
     name = "served"
@@ -457,7 +458,6 @@ class ServedRecommender(Recommender):
             if len(p) == 0:
                 out[i] = fallback
             else:
-                out[i] = self.unit_ @ self.unit_[p[-1]] + fallback
-                out[i, p[-1]] = -np.inf
+                out[i] = self.unit_ @ self.unit_[p[-1]] + fallback  # the last item: masked where repeats_dropped_
             out[i, ~self.known_] = -np.inf
         return out
