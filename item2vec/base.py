@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from item2vec.exceptions import EmptyDataError, NotFittedError
+from item2vec.exceptions import DataError, EmptyDataError, NotFittedError
 from item2vec.index import topk
 
-__all__ = ["Recommender", "check_k", "has_repeats", "mask_last", "popularity"]
+__all__ = ["Recommender", "align_rows", "check_k", "clean_prefixes", "has_repeats", "mask_last", "popularity"]
 
 Sessions = Sequence[np.ndarray]
 
@@ -29,6 +29,73 @@ def check_k(k: Any) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     return int(k)
+
+
+def clean_prefixes(prefixes: Sessions, n_items: int, owner: str = "recommender") -> list[np.ndarray]:
+    """The one prefix check every model uses: int64 arrays holding only known item indices.
+
+    The policy: a prefix is a sequence of integer item indices; indices outside
+    ``1..n_items`` (0 = padding, which is also what an unknown id encodes to, and
+    indices past the catalogue) are dropped, so a prefix may come back empty (models
+    then rank by popularity). A prefix that is not integers raises.
+
+    Raises
+    ------
+    DataError
+        If a prefix holds something other than integers (floats, strings, ...).
+    """
+    out = []
+    for p in prefixes:
+        a = np.asarray(p).reshape(-1)
+        if a.size and a.dtype.kind not in "iu":
+            raise DataError(
+                f"{owner}: a prefix must hold integer item indices, got {a.dtype} values such as {a[:3].tolist()}"
+            )
+        a = a.astype(np.int64, copy=False)
+        out.append(a[(a > 0) & (a <= n_items)])
+    return out
+
+
+def align_rows(source: Any, n_items: int, vocab: Any = None) -> np.ndarray:
+    """The one id alignment: for each item index ``0..n_items``, its row in ``source``, or -1.
+
+    Parameters
+    ----------
+    source : ItemVocab
+        The ids of the rows to align (e.g. ``ItemEmbeddings.vocab``): row ``r`` is
+        ``source.ids[r]``.
+    n_items : int
+        Catalogue size of the item indices.
+    vocab : ItemVocab, optional
+        The vocabulary the item indices come from: index ``i`` is ``vocab.ids[i - 1]``.
+        Without it the source ids are taken to be the indices themselves (ids outside
+        ``1..n_items`` are ignored).
+
+    Returns
+    -------
+    ndarray of int64, shape (n_items + 1,)
+        ``rows[0]`` (padding) is -1.
+
+    Raises
+    ------
+    DataError
+        Without ``vocab``, when the source ids are not integers.
+    """
+    rows = np.full(n_items + 1, -1, dtype=np.int64)
+    if vocab is not None:
+        ids = vocab.ids[:n_items].tolist()
+        rows[1 : len(ids) + 1] = source.indices(ids, missing="pad") - 1
+        return rows
+    ids = np.asarray(source.ids)
+    if ids.size and ids.dtype.kind not in "iu":
+        raise DataError(
+            "aligning vectors keyed by external ids needs the vocab that encoded the sessions "
+            f"(vocab=SessionData.vocab); ids look like {ids[:3].tolist()}"
+        )
+    ids = ids.astype(np.int64)
+    ok = (ids >= 1) & (ids <= n_items)
+    rows[ids[ok]] = np.flatnonzero(ok)
+    return rows
 
 
 def popularity(sessions: Sessions, n_items: int) -> np.ndarray:
@@ -128,6 +195,11 @@ class Recommender(ABC):
         if not hasattr(self, "n_items_"):
             raise NotFittedError(f"{self.name} is not fitted yet; call fit(sessions) first")
 
+    def _prefixes(self, prefixes: Sessions) -> list[np.ndarray]:
+        """Check the model is fitted and clean ``prefixes`` with :func:`clean_prefixes`."""
+        self._check_fitted()
+        return clean_prefixes(prefixes, self.n_items_, self.name)
+
     def _fallback(self) -> np.ndarray:
         """Popularity squashed into [0, 1e-3): breaks ties without outvoting real evidence."""
         p = self.popularity_
@@ -150,7 +222,7 @@ class Recommender(ABC):
 
     def recommend(self, prefix: Sequence[int] | np.ndarray, k: int = 20) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` item indices and scores for one prefix, shapes ``(k,)``."""
-        ids, scores = self.recommend_batch([np.asarray(prefix, dtype=np.int64)], k)
+        ids, scores = self.recommend_batch([np.asarray(prefix)], k)
         return ids[0], scores[0]
 
     def get_params(self) -> dict[str, Any]:

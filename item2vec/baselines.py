@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_limits
 from item2vec._io import atomic_dir
 from item2vec.base import Recommender
 from item2vec.data.vocab import ItemVocab
-from item2vec.exceptions import DataError, FormatVersionError, Item2VecError, NotFittedError
+from item2vec.exceptions import FormatVersionError, Item2VecError, NotFittedError
 
 __all__ = [
     "BASELINES",
@@ -58,24 +58,6 @@ class UnknownBaselineError(Item2VecError, ValueError):
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _as_prefixes(
-    model: Recommender, prefixes: Sequence[Sequence[int] | np.ndarray]
-) -> list[np.ndarray]:
-    """Prefixes as int64 arrays, checked to hold indices in ``1..n_items``."""
-    model._check_fitted()
-    out = [np.asarray(p, dtype=np.int64).reshape(-1) for p in prefixes]
-    sizes = [len(p) for p in out]
-    if sum(sizes):
-        flat = np.concatenate(out)
-        lo, hi = int(flat.min()), int(flat.max())
-        if lo < 1 or hi > model.n_items_:
-            bad = lo if lo < 1 else hi
-            raise DataError(
-                f"{model.name}: prefix item indices must lie in 1..{model.n_items_}, got {bad}"
-            )
-    return out
 
 
 def _last_items(prefixes: list[np.ndarray]) -> np.ndarray:
@@ -227,7 +209,7 @@ class Pop(_SavedBaseline, Recommender):
 
     def score_batch(self, prefixes: Sequence[Sequence[int] | np.ndarray]) -> np.ndarray:
         """Popularity for every prefix, shape ``(B, n_items + 1)`` float32."""
-        prefixes = _as_prefixes(self, prefixes)
+        prefixes = self._prefixes(prefixes)
         return np.tile(self.scores_, (len(prefixes), 1))
 
 
@@ -257,7 +239,7 @@ class Markov(_SavedBaseline, Recommender):
 
     def score_batch(self, prefixes: Sequence[Sequence[int] | np.ndarray]) -> np.ndarray:
         """Transition counts out of each prefix's last item, shape ``(B, n_items + 1)``."""
-        prefixes = _as_prefixes(self, prefixes)
+        prefixes = self._prefixes(prefixes)
         last = _last_items(prefixes)
         scores = self.transitions_[last].toarray()
         scores += self._fallback().astype(np.float32)
@@ -336,7 +318,7 @@ class SessionKNN(_SavedBaseline, Recommender):
 
     def score_batch(self, prefixes: Sequence[Sequence[int] | np.ndarray]) -> np.ndarray:
         """Neighbour votes for each prefix, shape ``(B, n_items + 1)`` float32."""
-        prefixes = _as_prefixes(self, prefixes)
+        prefixes = self._prefixes(prefixes)
         q = self._prefix_matrix(prefixes)
         sim = (q @ self.item_sessions_).tocsr()  # (B, n_sessions): only sessions sharing an item
         sim.sum_duplicates()
@@ -480,7 +462,7 @@ class ImplicitItemItem(_SavedBaseline, Recommender):
 
     def score_batch(self, prefixes: Sequence[Sequence[int] | np.ndarray]) -> np.ndarray:
         """Similarity of every item to each prefix's last item, shape ``(B, n_items + 1)``."""
-        prefixes = _as_prefixes(self, prefixes)
+        prefixes = self._prefixes(prefixes)
         last = _last_items(prefixes)
         if self.model == "als":
             scores = self.item_factors_[last] @ self.item_factors_.T

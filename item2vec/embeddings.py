@@ -33,7 +33,15 @@ from item2vec.exceptions import (
     NotFittedError,
     OptionError,
 )
-from item2vec.index import ExactIndex, HNSWIndex, IndexKind, build_index, load_index, resolve_kind
+from item2vec.index import (
+    ExactIndex,
+    HNSWIndex,
+    IndexKind,
+    build_index,
+    load_index,
+    normalize,
+    resolve_kind,
+)
 
 __all__ = ["Item2Vec", "Item2VecConfig", "ItemEmbeddings"]
 
@@ -80,6 +88,7 @@ class ItemEmbeddings:
         self.index_kind: IndexKind = "auto"
         self.index_params: dict[str, Any] = {}
         self._indexes: dict[str, ExactIndex | HNSWIndex] = {}
+        self._unit: np.ndarray | None = None
 
     @classmethod
     def from_vectors(
@@ -137,6 +146,13 @@ class ItemEmbeddings:
         return self.vectors[self.row(item)]
 
     @property
+    def unit(self) -> np.ndarray:
+        """The vectors scaled to unit length (float32), computed once: every index shares this matrix."""
+        if getattr(self, "_unit", None) is None:
+            self._unit = normalize(self.vectors)
+        return self._unit
+
+    @property
     def index(self) -> ExactIndex | HNSWIndex:
         """The default index (built on first use); see :attr:`index_kind`."""
         return self.get_index(None)
@@ -146,7 +162,7 @@ class ItemEmbeddings:
         resolved = resolve_kind(self.index_kind if kind is None else kind, len(self))
         if resolved not in self._indexes:
             params = self.index_params if resolved == "ann" else {}
-            self._indexes[resolved] = build_index(self.vectors, resolved, **params)
+            self._indexes[resolved] = build_index(self.unit, resolved, **params)
         return self._indexes[resolved]
 
     def build_index(self, kind: IndexKind = "ann", **params: Any) -> ItemEmbeddings:
@@ -167,7 +183,7 @@ class ItemEmbeddings:
         self.index_kind = resolved
         if resolved == "ann":
             self.index_params = dict(params)
-        self._indexes[resolved] = build_index(self.vectors, resolved, **(params if resolved == "ann" else {}))
+        self._indexes[resolved] = build_index(self.unit, resolved, **(params if resolved == "ann" else {}))
         return self
 
     # -- queries ---------------------------------------------------------------
@@ -209,7 +225,10 @@ class ItemEmbeddings:
         (ids, scores) : ndarrays
             Shape ``(k,)`` for one id, ``(len(items), k)`` for a batch; scores
             are cosine similarities, best first. The query item is never in its
-            own answer.
+            own answer, nor is any of ``filter_items``. A single answer that the
+            filter leaves with fewer than ``k`` items is shorter; a batch row is
+            padded at its end with :attr:`sentinel` (-1 for int ids, ``None``
+            otherwise) scored ``-inf``.
 
         Raises
         ------
@@ -246,16 +265,28 @@ class ItemEmbeddings:
         rows = self.vocab.indices(queries, missing=missing if missing == "raise" else "pad") - 1
         known = rows >= 0
         found_rows, scores = self.get_index(index).neighbours(rows[known], k_eff, exclude_all=exclude_all)
-        out_ids = ids_all[found_rows]
-        out_scores = scores
-        # unknown queries (missing="ignore") get rows of fill ids and NaN scores
+        out_ids, out_scores = self._padded(found_rows, scores)
+        # unknown queries (missing="ignore") get rows of sentinel ids and NaN scores
         if not known.all():
-            fill: Any = -1 if ids_all.dtype.kind in "iu" else None
-            full_ids = np.full((len(queries), k_eff), fill, dtype=ids_all.dtype)
+            full_ids = np.full((len(queries), k_eff), self.sentinel, dtype=ids_all.dtype)
             full_scores = np.full((len(queries), k_eff), np.nan, dtype=np.float32)
             full_ids[known], full_scores[known] = out_ids, out_scores
             out_ids, out_scores = full_ids, full_scores
         return out_ids, out_scores
+
+    @property
+    def sentinel(self) -> Any:
+        """The id that fills the empty places of a batch answer: -1 for int ids, else ``None``."""
+        return -1 if self.vocab.ids.dtype.kind in "iu" else None
+
+    def _padded(self, rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Index rows to ids; places an index left empty (score ``-inf``) get :attr:`sentinel`."""
+        ids = self.vocab.ids[rows]
+        empty = np.isneginf(scores)
+        if empty.any():
+            ids = ids.copy()
+            ids[empty] = self.sentinel
+        return ids, scores
 
     # -- persistence -------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -342,7 +373,7 @@ class ItemEmbeddings:
         emb.index_kind = meta.get("index_kind", "auto")
         if (p / "index" / "index.json").exists():
             try:
-                idx = load_index(p / "index", emb.vectors)
+                idx = load_index(p / "index", emb.unit)
             except ImportError as e:  # saved with the ann extra, loaded without it
                 warnings.warn(f"{p}: the saved approximate index is not loaded ({e}); using exact search", stacklevel=2)
                 emb.index_kind = "exact"
@@ -380,9 +411,9 @@ class ItemEmbeddings:
             raise DataError("the query vector holds NaN or infinite values")
         exclude_all = None if filter_items is None else self.vocab.indices(filter_items, missing="drop") - 1
         rows, scores = self.get_index(index).search(np.atleast_2d(q), min(k, len(self)), exclude_all=exclude_all)
-        found = self.vocab.ids[rows]
         if q.ndim == 2:
-            return found, scores
+            return self._padded(rows, scores)
+        found = self.vocab.ids[rows]
         valid = np.isfinite(scores[0])  # filters that left fewer than k items: -inf places sort last
         return found[0][valid], scores[0][valid]
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from item2vec._progress import tqdm
 from item2vec.base import Recommender, check_k
-from item2vec.exceptions import DataError, EmptyDataError
+from item2vec.exceptions import EmptyDataError
 
 __all__ = [
     "Prefixes",
@@ -186,54 +186,25 @@ def run_evaluation(
 ) -> dict[str, Any]:
     """Fit each named model on ``data.train`` and evaluate on ``data.<split>``; the JSON report.
 
-    ``item2vec`` and ``item2vec-mean`` share one set of vectors: ``embeddings``, or
-    one :class:`~item2vec.embeddings.Item2Vec` fit (both rows' ``fit_seconds``
-    include that fit).
-
-    Every model is told whether the data had consecutive repeats dropped
-    (``data.repeats_dropped``); a ``bilstm`` checkpoint must have been trained on data
-    prepared the same way.
+    The models come from the registry, :func:`item2vec.recommenders.fitted_models`
+    (which documents ``embeddings``, ``next_model`` and ``item2vec_params``); this
+    function only talks to the :class:`~item2vec.base.Recommender` interface.
 
     Raises
     ------
+    ValueError
+        For an unknown model name, or ``bilstm`` without ``next_model``.
     DataError
         If the ``bilstm`` checkpoint and ``data`` disagree on whether repeats were dropped.
     """
-    from item2vec.recommenders import Item2VecRecommender, make_recommender
+    from item2vec.recommenders import fitted_models
 
     k = check_k(k)
-    sessions = getattr(data, split)
-    pre = make_prefixes(sessions)
+    pre = make_prefixes(getattr(data, split))
     results: dict[str, dict[str, Any]] = {}
-    # (vectors, the vocab their ids are in: None when they are indices already, seconds it took to fit them)
-    shared = (embeddings, data.vocab, 0.0) if embeddings is not None else None
-    for name in names:
-        t0 = time.perf_counter()
-        if name in ("item2vec", "item2vec-mean"):
-            mode = "last" if name == "item2vec" else "mean"
-            emb, vocab, shared_s = shared or (None, None, 0.0)
-            model = Item2VecRecommender(mode=mode, embeddings=emb, vocab=vocab,
-                                        show_progress=show_progress, **(item2vec_params or {}))
-            model.fit(data.train, n_items=data.n_items, repeats_dropped=data.repeats_dropped)
-            t0 -= shared_s
-            if shared is None:
-                shared = (model.item2vec_.embeddings_, None, time.perf_counter() - t0)
-        elif name == "bilstm":
-            if not next_model:
-                raise ValueError("model 'bilstm' needs --next-model DIR (a checkpoint from item2vec train-next)")
-            from item2vec.nextitem import load_next_model
-
-            model = load_next_model(next_model)
-            if model.repeats_dropped_ != data.repeats_dropped:
-                how = {True: "dropped", False: "kept"}
-                raise DataError(
-                    f"the bilstm at {next_model} was trained on data with consecutive repeats "
-                    f"{how[model.repeats_dropped_]}, but this data has them {how[data.repeats_dropped]}; "
-                    "prepare both the same way (item2vec prepare [--keep-repeats])"
-                )
-        else:
-            model = make_recommender(name).fit(data.train, n_items=data.n_items, repeats_dropped=data.repeats_dropped)
-        fit_s = time.perf_counter() - t0
+    models = fitted_models(data, names, embeddings=embeddings, next_model=next_model,
+                           item2vec_params=item2vec_params, show_progress=show_progress)
+    for name, model, fit_s in models:
         res = evaluate(model, pre, k=k, show_progress=show_progress)
         res["fit_seconds"] = round(fit_s, 3)
         results[name] = res

@@ -8,9 +8,10 @@ Two indexes answer the same :meth:`search` call:
 - :class:`HNSWIndex` (the ``ann`` extra: ``pip install item2vec[ann]``) is an
   approximate graph index from hnswlib. hnswlib was picked over faiss's
   ``IndexHNSWFlat`` by measurement (benchmarks/README.md): at the same recall it
-  built faster and answered single queries faster on this machine. Its answers
-  are re-scored with exact cosines, and filtered queries over-fetch candidates,
-  falling back to exact search for rows the graph cannot fill.
+  built faster and answered single queries faster on this machine. It wraps an
+  exact index over the same unit matrix: its answers are re-scored with exact
+  cosines, and a filtered query over-fetches once, falling back to exact search
+  past a cap and for rows the graph cannot fill.
 
 :func:`build_index` picks one by name, or by catalogue size with ``"auto"``
 (approximate from :data:`ANN_MIN_ITEMS` items up, when hnswlib is installed).
@@ -21,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -55,11 +55,18 @@ _INDEX_META = "index.json"
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm, as float32 (zero rows stay zero)."""
+    """Rows scaled to unit L2 norm, as float32 (zero rows stay zero).
+
+    A float32 matrix whose rows are already unit (or zero) comes back as it is, not
+    copied, so indexes built on :attr:`ItemEmbeddings.unit
+    <item2vec.embeddings.ItemEmbeddings.unit>` share that one matrix.
+    """
     v = np.asarray(vectors, dtype=np.float32)
     if v.ndim != 2:
         raise ValueError(f"expected a 2-D array of row vectors, got shape {v.shape}")
     norms = np.sqrt(np.einsum("ij,ij->i", v, v))[:, None]
+    if v is vectors and np.all((np.abs(norms - 1.0) < 1e-6) | (norms == 0)):
+        return v
     norms[norms == 0] = 1.0
     return v / norms
 
@@ -103,18 +110,19 @@ def ann_available() -> bool:
 
 
 class Index(Protocol):
-    """What :class:`~item2vec.embeddings.ItemEmbeddings` needs from an index."""
+    """What :class:`~item2vec.embeddings.ItemEmbeddings` calls on an index.
+
+    Both answer with shape ``(B, min(k, n))``; when a filter leaves fewer rows than
+    that, the missing places get score ``-inf`` (and an arbitrary row) and sort last.
+    """
 
     kind: str
+    unit: np.ndarray
 
     def __len__(self) -> int: ...
 
     def search(
-        self,
-        queries: np.ndarray,
-        k: int,
-        exclude: Sequence[np.ndarray | None] | np.ndarray | None = None,
-        exclude_all: np.ndarray | None = None,
+        self, queries: np.ndarray, k: int, exclude_all: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
     def neighbours(
@@ -122,19 +130,6 @@ class Index(Protocol):
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
     def params(self) -> dict[str, Any]: ...
-
-
-def _as_exclude(exclude: Sequence[np.ndarray | None] | np.ndarray | None, b: int) -> list[np.ndarray] | None:
-    """Per-query excluded rows as a list of int arrays (a 1-D array means one row each, -1 = none)."""
-    if exclude is None:
-        return None
-    if isinstance(exclude, np.ndarray) and exclude.ndim == 1 and exclude.dtype.kind in "iu":
-        if len(exclude) != b:
-            raise ValueError(f"exclude has {len(exclude)} rows for {b} queries")
-        return [exclude[i : i + 1] if exclude[i] >= 0 else np.empty(0, np.int64) for i in range(b)]
-    if len(exclude) != b:
-        raise ValueError(f"exclude has {len(exclude)} entries for {b} queries")
-    return [np.empty(0, np.int64) if e is None else np.asarray(e, dtype=np.int64).ravel() for e in exclude]
 
 
 def _check_queries(queries: np.ndarray, dim: int) -> np.ndarray:
@@ -150,7 +145,9 @@ class ExactIndex:
     Parameters
     ----------
     vectors : ndarray, shape (n, d)
-        Item vectors (any scale: they are normalised here).
+        Item vectors (any scale: they are normalised here; a float32 matrix of unit
+        rows, such as :attr:`ItemEmbeddings.unit <item2vec.embeddings.ItemEmbeddings.unit>`,
+        is used as it is, not copied).
     block_cells : int, optional
         Bound on the floats of one (queries x items) score block; a batch is
         processed in blocks of ``max(1, block_cells // n)`` queries.
@@ -173,11 +170,7 @@ class ExactIndex:
         return {"block_cells": self.block_cells}
 
     def search(
-        self,
-        queries: np.ndarray,
-        k: int,
-        exclude: Sequence[np.ndarray | None] | np.ndarray | None = None,
-        exclude_all: np.ndarray | None = None,
+        self, queries: np.ndarray, k: int, exclude_all: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` rows by cosine for each query vector.
 
@@ -185,23 +178,32 @@ class ExactIndex:
         ----------
         queries : ndarray, shape (B, d)
         k : int
-        exclude : sequence of int arrays or 1-D int array, optional
-            Per query, rows that must not be returned (e.g. the query item). A
-            1-D int array gives one row per query (-1 for none).
         exclude_all : int array, optional
             Rows no query may return (``filter_items``).
 
         Returns
         -------
         (rows, scores) : ndarrays, shape (B, k')
-            ``k' = min(k, n)``; when filters leave fewer than ``k'`` rows, the
+            ``k' = min(k, n)``; when the filter leaves fewer than ``k'`` rows, the
             missing places get score ``-inf`` and sort last.
         """
-        q = _check_queries(queries, self.unit.shape[1])
-        one_each = isinstance(exclude, np.ndarray) and exclude.ndim == 1 and exclude.dtype.kind in "iu"
-        if one_each and len(exclude) != q.shape[0]:  # type: ignore[arg-type]
-            raise ValueError(f"exclude has {len(exclude)} rows for {q.shape[0]} queries")  # type: ignore[arg-type]
-        ex = None if one_each else _as_exclude(exclude, q.shape[0])
+        return self._top(_check_queries(queries, self.unit.shape[1]), k, exclude_all, None)
+
+    def neighbours(
+        self, rows: np.ndarray, k: int, exclude_all: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` rows for the index's own ``rows``, each row excluded from its own answer.
+
+        What :meth:`~item2vec.embeddings.ItemEmbeddings.similar_items` asks; otherwise
+        the contract of :meth:`search`.
+        """
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        return self._top(self.unit[rows], k, exclude_all, rows)
+
+    def _top(
+        self, q: np.ndarray, k: int, exclude_all: np.ndarray | None, own: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` of unit queries ``q``; ``own[i]``, when given, is excluded from row ``i``."""
         n = len(self)
         kk = min(k, n)
         block = max(1, self.block_cells // max(n, 1))
@@ -215,37 +217,27 @@ class ExactIndex:
                 s = q[start:stop] @ self.unit.T  # (b, n)
             if exclude_all is not None and len(exclude_all):
                 s[:, exclude_all] = -np.inf
-            if one_each:
-                e = exclude[start:stop]  # type: ignore[index]
-                has = np.flatnonzero(e >= 0)
-                s[has, e[has]] = -np.inf
-            elif ex is not None:
-                for j in range(start, stop):
-                    if len(ex[j]):
-                        s[j - start, ex[j]] = -np.inf
+            if own is not None:
+                s[np.arange(stop - start), own[start:stop]] = -np.inf
             rows_out[start:stop], scores_out[start:stop] = topk(s, kk)
         return rows_out, scores_out
-
-    def neighbours(
-        self, rows: np.ndarray, k: int, exclude_all: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``k`` rows for the index's own ``rows``, each row excluded from its answer.
-
-        What :meth:`~item2vec.embeddings.ItemEmbeddings.similar_items` asks; the
-        same contract as :meth:`search` with ``queries = vectors[rows]`` and
-        ``exclude = rows``.
-        """
-        rows = np.asarray(rows, dtype=np.int64)
-        return self.search(self.unit[rows], k, exclude=rows, exclude_all=exclude_all)
 
 
 class HNSWIndex:
     """Approximate cosine top-k with an hnswlib HNSW graph (the ``ann`` extra).
 
+    It wraps an :class:`ExactIndex` over the same unit matrix (one copy) rather than
+    branching inside it: a query the graph cannot answer well goes to the exact index.
+    Filtering is one over-fetch: ``k + len(exclude_all)`` candidates (one more for
+    :meth:`neighbours`), the excluded ones dropped; past a cap (a quarter of the
+    catalogue, at least ``4 k + 64``), and for any row the graph leaves short, the
+    exact index answers. Returned scores are exact cosines of the returned rows.
+
     Parameters
     ----------
     vectors : ndarray, shape (n, d)
-        Item vectors (normalised here; the graph uses inner product).
+        Item vectors (normalised here, or used as they are when already unit rows;
+        the graph uses inner product).
     M : int
         Graph degree. Higher: better recall, more memory, slower build. The
         defaults (32, 200, 32) were measured on 1M clustered 64-d vectors
@@ -274,7 +266,7 @@ class HNSWIndex:
 
     def __init__(
         self,
-        vectors: np.ndarray | None,
+        vectors: np.ndarray,
         M: int = 32,
         ef_construction: int = 200,
         ef: int = 32,
@@ -282,7 +274,6 @@ class HNSWIndex:
         num_threads: int | None = None,
         *,
         _graph: Any = None,
-        _unit: np.ndarray | None = None,
     ) -> None:
         hnswlib = _import_hnswlib()
         if M < 2 or ef_construction < 1 or ef < 1:
@@ -290,7 +281,8 @@ class HNSWIndex:
         self.M, self.ef_construction, self.ef = int(M), int(ef_construction), int(ef)
         self.random_state = int(random_state)
         self.num_threads = num_threads
-        self.unit = _unit if _unit is not None else normalize(vectors)  # type: ignore[arg-type]
+        self.exact = ExactIndex(vectors)
+        self.unit = self.exact.unit
         n, d = self.unit.shape
         if _graph is not None:
             self.graph = _graph
@@ -302,8 +294,6 @@ class HNSWIndex:
             g.add_items(self.unit, np.arange(n))
             self.graph = g
         self.graph.set_ef(self.ef)
-        self._exact = ExactIndex(self.unit)
-        self._exact.unit = self.unit  # share the matrix
 
     def _threads(self) -> int:
         return -1 if self.num_threads is None else int(self.num_threads)
@@ -320,95 +310,23 @@ class HNSWIndex:
                 "random_state": self.random_state, "num_threads": self.num_threads}
 
     def search(
-        self,
-        queries: np.ndarray,
-        k: int,
-        exclude: Sequence[np.ndarray | None] | np.ndarray | None = None,
-        exclude_all: np.ndarray | None = None,
+        self, queries: np.ndarray, k: int, exclude_all: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Approximate top ``k`` rows by cosine; same contract as :meth:`ExactIndex.search`.
-
-        Candidates are over-fetched by the number of excluded rows and filtered
-        afterwards; the fetch doubles for rows that come back short, and rows the
-        graph still cannot fill (very large filters) are answered exactly. The
-        returned scores are exact cosines of the returned rows.
-        """
-        q = _check_queries(queries, self.unit.shape[1])
-        b, n = q.shape[0], len(self)
-        kk = min(k, n)
-        one_each = isinstance(exclude, np.ndarray) and exclude.ndim == 1 and exclude.dtype.kind in "iu"
-        no_filter = exclude_all is None or len(exclude_all) == 0
-        if b and kk and no_filter and (exclude is None or one_each) and kk + 1 < n:
-            # the common case (the query item excluded, nothing else): one graph query
-            return self._search_simple(q, kk, exclude)  # type: ignore[arg-type]
-        ex = _as_exclude(exclude, b)
-        rows_out = np.zeros((b, kk), dtype=np.int64)
-        scores_out = np.full((b, kk), -np.inf, dtype=np.float32)
-        if b == 0 or kk == 0:
-            return rows_out, scores_out
-        banned_all = np.zeros(n, dtype=bool)
-        if exclude_all is not None and len(exclude_all):
-            banned_all[np.asarray(exclude_all, dtype=np.int64)] = True
-        n_banned_all = int(banned_all.sum())
-        # rows each query can still get, hence how many it wants
-        per_row = np.zeros(b, dtype=np.int64)
-        single_ex = np.full(b, -1, dtype=np.int64)  # fast path: at most one excluded row per query
-        if ex is not None:
-            for i, e in enumerate(ex):
-                e = np.unique(e)
-                ex[i] = e
-                per_row[i] = np.count_nonzero(~banned_all[e])
-                if len(e) == 1:
-                    single_ex[i] = e[0]
-        simple = ex is None or all(len(e) <= 1 for e in ex)
-        want = np.minimum(kk, n - n_banned_all - per_row)
-        todo = np.arange(b)
-        fetch = kk + n_banned_all + int(per_row.max())
-        while len(todo):
-            if fetch > max(n // 4, 4 * kk + 64) or fetch >= n:  # the graph is no help: answer exactly
-                r, s = self._exact.search(q[todo], kk, None if ex is None else [ex[i] for i in todo], exclude_all)
-                rows_out[todo], scores_out[todo] = r, s
-                break
-            fetch_now = min(fetch, n)
-            self.graph.set_ef(max(self.ef, fetch_now))
-            threads = 1 if len(todo) == 1 else self._threads()
-            try:
-                labels, _ = self.graph.knn_query(q[todo], k=fetch_now, num_threads=threads)
-            except RuntimeError:  # hnswlib could not find fetch_now results: answer exactly
-                fetch = n
-                continue
-            finally:
-                self.graph.set_ef(self.ef)
-            labels = labels.astype(np.int64)
-            ok = ~banned_all[labels]
-            if simple:
-                ok &= labels != single_ex[todo, None]
-            else:
-                for j, i in enumerate(todo):
-                    if len(ex[i]):  # type: ignore[index]
-                        ok[j] &= ~np.isin(labels[j], ex[i])  # type: ignore[index]
-            n_ok = ok.sum(axis=1)
-            done = (n_ok >= want[todo]) | (fetch_now >= n)
-            if done.any():
-                rows_d = todo[done]
-                rows_out[rows_d], scores_out[rows_d] = self._finish(labels[done], ok[done], q[rows_d], kk)
-            todo = todo[~done]
-            fetch *= 2
-        return rows_out, scores_out
+        """Approximate top ``k`` rows by cosine; the contract of :meth:`ExactIndex.search`."""
+        return self._top(_check_queries(queries, self.unit.shape[1]), k, exclude_all, None)
 
     def neighbours(
         self, rows: np.ndarray, k: int, exclude_all: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``k`` rows for the index's own ``rows``, each row excluded from its answer.
+        """Top ``k`` rows for the index's own ``rows``, each row excluded from its own answer.
 
-        Same contract as :meth:`ExactIndex.neighbours`. Without a filter (the
+        The contract of :meth:`ExactIndex.neighbours`. Without a filter (the
         ``similar_items(id)`` call) this is one graph query for ``k + 1`` and
         nothing more: the stored rows are already unit vectors and hnswlib's
         inner-product distance ``1 - cos`` already gives the exact cosine, so there
-        is no normalising, re-scoring or re-sorting. For one row that costs about
-        0.014 ms on top of hnswlib's own ``knn_query`` (``benchmarks/README.md``).
+        is no normalising, re-scoring or re-sorting (``benchmarks/README.md``).
         """
-        rows = np.asarray(rows, dtype=np.int64)
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         b, n = len(rows), len(self)
         if b and (exclude_all is None or len(exclude_all) == 0) and 0 < k and k + 1 < n:
             got = self._knn(self.unit[rows], k + 1)
@@ -417,7 +335,35 @@ class HNSWIndex:
                 keep = labels != rows[:, None]
                 keep[keep.all(axis=1), -1] = False  # a row missing from its own answer: drop the last
                 return labels[keep].reshape(b, k).astype(np.int64), (1.0 - dist[keep]).reshape(b, k)
-        return self.search(self.unit[rows], k, exclude=rows, exclude_all=exclude_all)
+        return self._top(self.unit[rows], k, exclude_all, rows)
+
+    def _top(
+        self, q: np.ndarray, k: int, exclude_all: np.ndarray | None, own: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One over-fetch, the excluded rows dropped; the exact index for what the graph cannot fill."""
+        b, n = q.shape[0], len(self)
+        kk = min(k, n)
+        banned = np.zeros(n, dtype=bool)
+        if exclude_all is not None and len(exclude_all):
+            banned[np.asarray(exclude_all, dtype=np.int64)] = True
+        n_banned = int(banned.sum())
+        fetch = kk + n_banned + (own is not None)
+        got = None
+        if b and kk and fetch < n and fetch <= max(n // 4, 4 * kk + 64):
+            got = self._knn(q, fetch)
+        if got is None:  # the graph is no help: answer exactly
+            return self.exact._top(q, kk, exclude_all, own)
+        labels = got[0].astype(np.int64)
+        ok = ~banned[labels]
+        if own is not None:
+            ok &= labels != own[:, None]
+        rows_out, scores_out = self._finish(labels, ok, q, kk)
+        want = min(kk, n - n_banned - (own is not None))  # a row can still get this many
+        short = np.flatnonzero(ok.sum(axis=1) < want)
+        if len(short):  # the graph returned too few allowed rows: those rows exactly
+            rows_out[short], scores_out[short] = self.exact._top(
+                q[short], kk, exclude_all, None if own is None else own[short])
+        return rows_out, scores_out
 
     def _knn(self, q: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray] | None:
         """hnswlib's ``knn_query`` for ``fetch`` neighbours of each row of ``q`` (ef raised to
@@ -432,35 +378,10 @@ class HNSWIndex:
             if fetch > self.ef:
                 self.graph.set_ef(self.ef)
 
-    def _search_simple(
-        self, q: np.ndarray, kk: int, exclude: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """At most one excluded row per query and no global filter: fetch ``kk + 1``, drop it."""
-        got = self._knn(q, kk + (0 if exclude is None else 1))
-        if got is None:  # the graph could not return that many: answer exactly
-            return self._exact.search(q, kk, exclude)
-        labels = got[0].astype(np.int64)
-        if exclude is None:
-            ok = np.ones(labels.shape, dtype=bool)
-        else:
-            if len(exclude) != len(q):
-                raise ValueError(f"exclude has {len(exclude)} rows for {len(q)} queries")
-            ok = labels != exclude[:, None]
-        return self._finish(labels, ok, q, kk)
-
     def _finish(
         self, labels: np.ndarray, ok: np.ndarray, q: np.ndarray, kk: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """First ``kk`` allowed labels of each row, re-scored with exact cosines, best first."""
-        if len(labels) == 1:  # one query: plain indexing is several times cheaper
-            got1 = labels[0][ok[0]][:kk]
-            sc1 = self.unit[got1] @ q[0]
-            o = np.lexsort((got1, -sc1))
-            m = len(got1)
-            r_out = np.zeros((1, kk), dtype=np.int64)
-            s_out = np.full((1, kk), -np.inf, dtype=np.float32)
-            r_out[0, :m], s_out[0, :m] = got1[o], sc1[o]
-            return r_out, s_out
         if ok.all():
             got, valid = labels[:, :kk], None
         else:
@@ -495,7 +416,7 @@ class HNSWIndex:
             )
         g = hnswlib.Index(space="ip", dim=unit.shape[1])
         g.load_index(str(p / "hnsw.bin"), max_elements=max(unit.shape[0], 1))
-        return cls(None, _graph=g, _unit=unit, **meta["params"])
+        return cls(unit, _graph=g, **meta["params"])
 
 
 def _import_hnswlib() -> Any:

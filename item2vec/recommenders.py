@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from item2vec.base import Recommender, mask_last
+from item2vec.base import Recommender, align_rows, mask_last
 from item2vec.data.vocab import ItemVocab
 from item2vec.embeddings import Item2Vec, Item2VecConfig, ItemEmbeddings
-from item2vec.exceptions import FormatVersionError
+from item2vec.exceptions import DataError, FormatVersionError
 from item2vec.index import normalize
 
-__all__ = ["Item2VecRecommender", "load_recommender", "make_recommender", "MODEL_NAMES"]
+__all__ = [
+    "ALL_MODEL_NAMES",
+    "Item2VecRecommender",
+    "MODEL_NAMES",
+    "fitted_models",
+    "load_recommender",
+    "make_recommender",
+]
 
 
 class Item2VecRecommender(Recommender):
@@ -71,19 +79,14 @@ class Item2VecRecommender(Recommender):
 
     def _aligned(self, emb: ItemEmbeddings) -> np.ndarray:
         """Unit vectors in index order: row ``i`` is item ``i`` (zeros where unknown)."""
+        rows = align_rows(emb.vocab, self.n_items_, self.vocab)
         table = np.zeros((self.n_items_ + 1, emb.dim), dtype=np.float32)
-        if self.vocab is not None:
-            idx = self.vocab.indices(emb.ids, missing="pad")
-        else:
-            idx = np.asarray(emb.ids, dtype=np.int64)
-        ok = (idx > 0) & (idx <= self.n_items_)
-        table[idx[ok]] = emb.vectors[ok]
+        ok = rows >= 0
+        table[ok] = emb.vectors[rows[ok]]
         return normalize(table)
 
     def score_batch(self, prefixes: Sequence[np.ndarray]) -> np.ndarray:
-        self._check_fitted()
-        # known items of each prefix (0 and out-of-range indices are skipped)
-        clean = [p[(p > 0) & (p <= self.n_items_)] for p in (np.asarray(p, dtype=np.int64) for p in prefixes)]
+        clean = self._prefixes(prefixes)
         query = [p[-1:] if self.mode == "last" else p for p in clean]
         q = np.zeros((len(clean), self.unit_.shape[1]), dtype=np.float32)
         for i, p in enumerate(query):
@@ -98,18 +101,85 @@ class Item2VecRecommender(Recommender):
         return scores
 
 
+#: Models fit from training sessions by :func:`make_recommender`.
 MODEL_NAMES = ("pop", "markov", "sknn", "implicit", "implicit-als", "item2vec", "item2vec-mean")
+#: Everything :func:`fitted_models` knows: the above and ``bilstm`` (loaded from a checkpoint).
+ALL_MODEL_NAMES = (*MODEL_NAMES, "bilstm")
 
 
 def make_recommender(name: str, **params: Any) -> Recommender:
-    """A recommender by name: a baseline, ``item2vec`` or ``item2vec-mean``."""
+    """The model registry: an unfitted recommender by name, a baseline, ``item2vec`` or ``item2vec-mean``.
+
+    Baselines come from :func:`item2vec.baselines.make_baseline`.
+
+    Raises
+    ------
+    ValueError
+        For a name not in :data:`MODEL_NAMES`.
+    """
     if name in ("item2vec", "item2vec-mean"):
         return Item2VecRecommender(mode="last" if name == "item2vec" else "mean", **params)
-    from item2vec.baselines import BASELINES
+    from item2vec.baselines import BASELINES, make_baseline
 
     if name in BASELINES:
-        return BASELINES[name](**params)
-    raise ValueError(f"unknown model {name!r}; expected one of {sorted(set(MODEL_NAMES) | set(BASELINES))}")
+        return make_baseline(name, **params)
+    raise ValueError(f"unknown model {name!r}; expected one of {sorted(ALL_MODEL_NAMES)}")
+
+
+def fitted_models(
+    data: Any,
+    names: Sequence[str],
+    embeddings: ItemEmbeddings | None = None,
+    next_model: str | os.PathLike[str] | None = None,
+    item2vec_params: dict[str, Any] | None = None,
+    show_progress: bool = False,
+) -> Iterator[tuple[str, Recommender, float]]:
+    """Each named model fitted on ``data.train`` (or loaded), one at a time: ``(name, model, seconds)``.
+
+    ``item2vec`` and ``item2vec-mean`` share one set of vectors: ``embeddings`` (ids in
+    ``data.vocab``), or one :class:`~item2vec.embeddings.Item2Vec` fit whose seconds both
+    count. ``bilstm`` is loaded from the checkpoint directory ``next_model``. Every model is
+    told whether the data had consecutive repeats dropped (``data.repeats_dropped``).
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, or ``bilstm`` without ``next_model``.
+    DataError
+        If the ``bilstm`` checkpoint and ``data`` disagree on whether repeats were dropped.
+    """
+    unknown = [n for n in names if n not in ALL_MODEL_NAMES]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; expected some of {list(ALL_MODEL_NAMES)}")
+    if "bilstm" in names and not next_model:
+        raise ValueError("model 'bilstm' needs next_model, a checkpoint directory from item2vec train-next")
+    fit_kw = {"n_items": data.n_items, "repeats_dropped": data.repeats_dropped}
+    # (vectors, the vocab their ids are in: None when they are indices already, seconds it took to fit them)
+    shared = (embeddings, data.vocab, 0.0) if embeddings is not None else None
+    for name in names:
+        t0 = time.perf_counter()
+        if name in ("item2vec", "item2vec-mean"):
+            emb, vocab, shared_s = shared or (None, None, 0.0)
+            model = make_recommender(name, embeddings=emb, vocab=vocab, show_progress=show_progress,
+                                     **(item2vec_params or {}))
+            model.fit(data.train, **fit_kw)
+            t0 -= shared_s
+            if shared is None:
+                shared = (model.item2vec_.embeddings_, None, time.perf_counter() - t0)
+        elif name == "bilstm":
+            from item2vec.nextitem import load_next_model
+
+            model = load_next_model(next_model)
+            if model.repeats_dropped_ != data.repeats_dropped:
+                how = {True: "dropped", False: "kept"}
+                raise DataError(
+                    f"the bilstm at {next_model} was trained on data with consecutive repeats "
+                    f"{how[model.repeats_dropped_]}, but this data has them {how[data.repeats_dropped]}; "
+                    "prepare both the same way (item2vec prepare [--keep-repeats])"
+                )
+        else:
+            model = make_recommender(name).fit(data.train, **fit_kw)
+        yield name, model, time.perf_counter() - t0
 
 
 def load_recommender(path: str | os.PathLike[str], device: str | None = "cpu") -> Recommender:

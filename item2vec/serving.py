@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from item2vec._io import atomic_dir, verify_checksums, write_checksums
-from item2vec.base import Recommender, check_k
+from item2vec.base import Recommender, align_rows, check_k
 from item2vec.data.vocab import ItemVocab
 from item2vec.embeddings import ItemEmbeddings
 from item2vec.exceptions import CorruptModelError, DataError, FormatVersionError, UnknownItemError
@@ -418,7 +418,8 @@ class ServedRecommender(Recommender):
     the champion knows its own items only, so its scores are mapped onto the new
     vocabulary's columns; items it never saw get ``-inf`` (it cannot recommend
     them). With a next-item model it ranks with that, else with the neighbours
-    of the prefix's last item (as :meth:`ServedModel.recommend` does).
+    of the prefix's last item (as :meth:`ServedModel.recommend` does). As every
+    recommender, it masks the prefix's last item only where ``repeats_dropped_``.
     """
 
     name = "served"
@@ -428,27 +429,21 @@ class ServedRecommender(Recommender):
         self.vocab = vocab
 
     def _fit(self, sessions: list[np.ndarray]) -> None:
-        ids = self.vocab.ids.tolist()
         nxt = self.served.next_model
         if nxt is not None:
             # col_[j] = the next model's index of new item j+1 (0 when it does not know it)
-            self.col_ = nxt.vocab.indices(ids, missing="pad")
+            self.col_ = align_rows(nxt.vocab, self.n_items_, self.vocab)[1:] + 1
         else:
             emb = self.served.embeddings
-            rows = emb.vocab.indices(ids, missing="pad") - 1
+            rows = align_rows(emb.vocab, self.n_items_, self.vocab)
             table = np.zeros((self.n_items_ + 1, emb.dim), dtype=np.float32)
-            ok = rows >= 0
-            table[1:][ok] = emb.vectors[rows[ok]]
+            self.known_ = rows >= 0
+            table[self.known_] = emb.vectors[rows[self.known_]]
             self.unit_ = normalize(table)
-            self.known_ = np.concatenate([[False], ok])
 
     def score_batch(self, prefixes: Sequence[np.ndarray]) -> np.ndarray:
-        self._check_fitted()
+        clean = self._prefixes(prefixes)
         n = self.n_items_
-        clean = []
-        for p in prefixes:
-            p = np.asarray(p, dtype=np.int64)
-            clean.append(p[(p > 0) & (p <= n)])
         out = np.full((len(prefixes), n + 1), -np.inf, dtype=np.float32)
         if self.served.next_model is not None:
             col = self.col_
@@ -463,7 +458,6 @@ class ServedRecommender(Recommender):
             if len(p) == 0:
                 out[i] = fallback
             else:
-                out[i] = self.unit_ @ self.unit_[p[-1]] + fallback
-                out[i, p[-1]] = -np.inf
+                out[i] = self.unit_ @ self.unit_[p[-1]] + fallback  # the last item: masked where repeats_dropped_
             out[i, ~self.known_] = -np.inf
         return out

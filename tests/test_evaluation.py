@@ -102,3 +102,48 @@ def test_paired_bootstrap_interval():
     assert noisy["hi"] - noisy["lo"] == pytest.approx(2 * 1.96 * 0.3 / np.sqrt(2000), rel=0.15)
     with pytest.raises(ValueError, match="paired values"):
         paired_bootstrap(np.array([]), np.array([]))
+
+
+# -- one model registry; evaluation talks to the Recommender interface only (#13) ------------
+def test_run_evaluation_takes_its_models_from_the_registry(synthetic_data, monkeypatch):
+    import item2vec.recommenders as recommenders
+    from item2vec.evaluation import run_evaluation
+
+    class Oracle(Recommender):
+        """Scores nothing but popularity: any Recommender will do."""
+
+        name = "oracle"
+
+        def _fit(self, sessions):
+            pass
+
+        def score_batch(self, prefixes):
+            return np.tile(self.popularity_, (len(prefixes), 1))
+
+    asked = []
+
+    def fitted_models(data, names, **kw):
+        asked.append(list(names))
+        for name in names:
+            yield name, Oracle().fit(data.train, n_items=data.n_items), 0.5
+
+    monkeypatch.setattr(recommenders, "fitted_models", fitted_models)
+    report = run_evaluation(synthetic_data, ["item2vec", "bilstm"], k=5, show_progress=False)
+    assert asked == [["item2vec", "bilstm"]]  # no model is special-cased: not even bilstm without a checkpoint
+    assert set(report["models"]) == {"item2vec", "bilstm"} and report["models"]["bilstm"]["fit_seconds"] == 0.5
+
+
+def test_the_registry_names_no_cli_flag_and_knows_every_model(synthetic_data):
+    from item2vec.recommenders import ALL_MODEL_NAMES, MODEL_NAMES, fitted_models, make_recommender
+
+    assert set(ALL_MODEL_NAMES) == {*MODEL_NAMES, "bilstm"}
+    for name in MODEL_NAMES:
+        assert isinstance(make_recommender(name), Recommender)
+    with pytest.raises(ValueError, match="needs next_model") as e:
+        next(fitted_models(synthetic_data, ["pop", "bilstm"]))
+    assert "--" not in str(e.value)
+    with pytest.raises(ValueError, match=r"unknown model\(s\) \['nope'\]"):
+        next(fitted_models(synthetic_data, ["nope"]))
+    (name, model, seconds), = fitted_models(synthetic_data, ["markov"])
+    assert name == "markov" and model.n_items_ == synthetic_data.n_items and seconds >= 0
+    assert model.repeats_dropped_ is synthetic_data.repeats_dropped

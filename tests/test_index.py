@@ -79,14 +79,12 @@ def test_exact_equals_brute_force(block_cells):
     assert recall(rows, ref_rows) == 1.0
 
 
-def test_exact_respects_exclusions_in_both_forms():
+def test_exact_neighbours_exclude_the_row_and_the_filter():
     x = clustered(300)
     idx = ExactIndex(x)
     q_rows = np.arange(20)
     banned = np.arange(100, 150)
-    r1, s1 = idx.search(x[q_rows], 8, exclude=q_rows, exclude_all=banned)
-    r2, s2 = idx.search(x[q_rows], 8, exclude=[np.array([r]) for r in q_rows], exclude_all=banned)
-    assert np.array_equal(r1, r2) and np.allclose(s1, s2)
+    r1, s1 = idx.neighbours(q_rows, 8, exclude_all=banned)
     for i, row in enumerate(r1):
         assert q_rows[i] not in row
         assert not set(row) & set(banned.tolist())
@@ -132,7 +130,7 @@ def test_ann_respects_filters_small_and_large(ann_data):
     ref_plain, _ = brute(x, x[q_rows], 10)
     for n_banned in (30, 2500):  # over-fetching, then the exact fallback
         banned = np.union1d(rng.choice(len(x), n_banned, replace=False), ref_plain[:, 1])
-        rows, scores = idx.search(x[q_rows], 10, exclude=q_rows, exclude_all=banned)
+        rows, scores = idx.neighbours(q_rows, 10, exclude_all=banned)
         assert np.isfinite(scores).all()
         for i, row in enumerate(rows):
             assert q_rows[i] not in row
@@ -258,7 +256,7 @@ def test_neighbours_equals_search_with_the_row_excluded(ann_data):
     for r in (0, 17, 2999):
         rows = np.array([r])
         got, sc = idx.neighbours(rows, 10)  # the thin single-row path
-        ref, ref_sc = idx.search(x[r], 10, exclude=rows)  # the general path
+        ref, ref_sc = idx._top(u[rows], 10, None, rows)  # the general path: one over-fetch, re-scored
         assert got.shape == sc.shape == (1, 10) and r not in got[0]
         assert set(got[0]) == set(ref[0])
         # scores are the exact cosines of the returned rows, best first
@@ -267,7 +265,7 @@ def test_neighbours_equals_search_with_the_row_excluded(ann_data):
         assert (np.diff(sc[0]) <= 1e-6).all()
         e_rows, e_sc = exact.neighbours(rows, 10)
         assert recall(got, e_rows) >= 0.9
-        assert np.array_equal(e_rows, exact.search(x[r], 10, exclude=rows)[0])
+        assert np.array_equal(e_rows, exact.search(x[r], 11)[0][0][1:][None])
 
 
 def test_neighbours_batch_and_filters(ann_data):
@@ -289,3 +287,60 @@ def test_neighbours_k_near_catalogue_size():
     assert sorted(got[0].tolist()) == [i for i in range(12) if i != 5] and np.isfinite(sc).all()
     got, _ = idx.neighbours(np.array([5]), 6)  # fetch 7 > ef 4: ef is raised for the query, then restored
     assert got.shape == (1, 6) and 5 not in got[0] and idx.graph.ef == 4
+
+
+# -- one unit matrix, one over-fetch, sentinel padding (#13) --------------------------------
+def test_every_index_shares_the_embeddings_unit_matrix():
+    x = clustered(200)
+    e = ItemEmbeddings.from_vectors([f"i{j}" for j in range(200)], x)
+    assert np.allclose(np.linalg.norm(e.unit, axis=1), 1.0, atol=1e-5)
+    assert e.get_index("exact").unit is e.unit
+    ann = e.get_index("ann")
+    assert ann.unit is e.unit and ann.exact.unit is e.unit  # the approximate index wraps the exact one
+
+
+def test_the_index_protocol_has_no_per_query_exclude():
+    x = clustered(50)
+    for idx in (ExactIndex(x), HNSWIndex(x, M=4, ef_construction=20, num_threads=1)):
+        with pytest.raises(TypeError):
+            idx.search(x[:2], 3, exclude=np.array([0, 1]))
+
+
+@pytest.mark.parametrize("kind", ["exact", "ann"])
+@pytest.mark.parametrize("id_kind", ["int", "str"])
+def test_short_batch_answers_are_padded_with_the_sentinel_never_with_excluded_ids(kind, id_kind):
+    n, k = 40, 10
+    ids = list(range(100, 100 + n)) if id_kind == "int" else [f"item-{j}" for j in range(n)]
+    e = ItemEmbeddings.from_vectors(ids, clustered(n), index=kind)
+    queries, banned = ids[:3], ids[5:]  # each query can return at most the other 4 of the first 5
+    got, scores = e.similar_items(queries, k=k, filter_items=banned)
+    assert got.shape == scores.shape == (3, k)
+    sentinel = -1 if id_kind == "int" else None
+    assert e.sentinel == sentinel
+    for q, row, sc in zip(queries, got, scores, strict=True):
+        real = [x for x in row.tolist() if x != sentinel]
+        assert sorted(real) == sorted(x for x in ids[:5] if x != q)  # every allowed item, nothing excluded
+        assert np.isfinite(sc[:4]).all() and np.isneginf(sc[4:]).all()
+        assert all(x == sentinel for x in row[4:].tolist())
+    # query vectors (2-D) pad the same way; one query (1-D) answers short instead
+    vec_ids, vec_sc = e.similar_items(e.vectors[:2], k=k, filter_items=banned)
+    assert all(x == sentinel for x in vec_ids[:, 5:].ravel().tolist()) and np.isneginf(vec_sc[:, 5:]).all()
+    one, _ = e.similar_items(queries[0], k=k, filter_items=banned)
+    assert len(one) == 4 and not set(one.tolist()) & set(banned)
+
+
+def test_ann_filters_with_one_over_fetch_and_exact_rows_where_the_graph_falls_short(monkeypatch):
+    x = clustered(2000)
+    idx = HNSWIndex(x, M=8, ef_construction=50, num_threads=1)
+    calls = []
+    knn = idx._knn
+    monkeypatch.setattr(idx, "_knn", lambda q, fetch: calls.append(fetch) or knn(q, fetch))
+    banned = np.arange(100, 130)
+    rows, scores = idx.neighbours(np.arange(5), 10, exclude_all=banned)
+    assert calls == [10 + 30 + 1]  # one graph query: k + the filter + the row itself
+    assert not set(rows.ravel().tolist()) & set(banned.tolist()) and np.isfinite(scores).all()
+    # a row whose over-fetch comes back short is answered exactly
+    monkeypatch.setattr(idx, "_knn", lambda q, fetch: (np.tile(banned[:fetch], (len(q), 1)),
+                                                      np.zeros((len(q), fetch), np.float32)))
+    rows, scores = idx.neighbours(np.arange(3), 10, exclude_all=banned)
+    np.testing.assert_array_equal(rows, ExactIndex(x).neighbours(np.arange(3), 10, exclude_all=banned)[0])

@@ -43,11 +43,13 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         names = [n.strip() for n in a.models.split(",") if n.strip()]
         if not names:
             raise ValueError("--models: expected at least one model name, got none")
-        from item2vec.recommenders import MODEL_NAMES
+        from item2vec.recommenders import ALL_MODEL_NAMES
 
-        unknown = [n for n in names if n not in (*MODEL_NAMES, "bilstm")]
+        unknown = [n for n in names if n not in ALL_MODEL_NAMES]
         if unknown:
-            raise ValueError(f"--models: unknown model(s) {unknown}; expected some of {[*MODEL_NAMES, 'bilstm']}")
+            raise ValueError(f"--models: unknown model(s) {unknown}; expected some of {list(ALL_MODEL_NAMES)}")
+        if "bilstm" in names and not a.next_model:
+            raise ValueError("model 'bilstm' needs --next-model DIR (a checkpoint from item2vec train-next)")
         data = SessionData.load(a.data)
         emb = ItemEmbeddings.load(a.embeddings) if a.embeddings else None
         from item2vec.evaluation import format_table, run_evaluation

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from item2vec._io import atomic_dir
-from item2vec.base import Recommender, check_k, popularity
+from item2vec.base import Recommender, align_rows, check_k, clean_prefixes, popularity
 from item2vec.data.vocab import ItemVocab
 from item2vec.embeddings import Item2Vec, ItemEmbeddings
 from item2vec.exceptions import DataError, FormatVersionError, NotFittedError
@@ -228,22 +228,12 @@ class NextItemRecommender(Recommender):
         self.device_ = next(model.parameters()).device
 
     def _rows(self, emb: ItemEmbeddings, n: int, by_index: bool) -> np.ndarray:
-        """``rows[i - 1]``: the row of ``emb`` for item index ``i``, or -1."""
+        """``rows[i - 1]``: the row of ``emb`` for item index ``i``, or -1 (:func:`~item2vec.base.align_rows`)."""
         if not by_index:
             assert self.vocab is not None
             if len(self.vocab) != n:
                 raise DataError(f"vocab has {len(self.vocab)} items but the sessions have n_items={n}")
-            return emb.vocab.indices(self.vocab.ids.tolist(), missing="pad") - 1
-        ids = emb.ids
-        if ids.dtype.kind not in "iu":
-            raise DataError(
-                "init='item2vec' with embeddings keyed by external ids needs the vocab "
-                f"that encoded the sessions (vocab=SessionData.vocab); ids look like {ids[:3].tolist()}"
-            )
-        rows = np.full(n, -1, dtype=np.int64)
-        ok = (ids >= 1) & (ids <= n)
-        rows[ids[ok].astype(np.int64) - 1] = np.flatnonzero(ok)
-        return rows
+        return align_rows(emb.vocab, n, None if by_index else self.vocab)[1:]
 
     # -- inference -------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -261,10 +251,7 @@ class NextItemRecommender(Recommender):
         skipped and the last ``max_prefix`` known items are read.
         """
         n, cap = self.n_items_, self.config_.max_prefix
-        clean = []
-        for p in prefixes:
-            p = np.asarray(p, dtype=np.int64).ravel()
-            clean.append(p[(p > 0) & (p <= n)][-cap:])
+        clean = [p[-cap:] for p in clean_prefixes(prefixes, n, self.name)]
         lengths = np.array([len(p) for p in clean], dtype=np.int64)
         rows = np.flatnonzero(lengths > 0)
         model, device = self.model_, self.device_
