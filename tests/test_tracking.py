@@ -210,3 +210,20 @@ def test_projector_files_and_explore_page_are_logged_with_the_vectors(store, tmp
     assert meta[1] == "100\titem 100\t1" and meta[-1] == "139\t\t1"
     page = (Path(folder) / "explore.html").read_text()
     assert '"mode":"file"' in page and '"n_items":40' in page
+
+
+def test_json_and_the_tsne_picture_go_through_mlflows_own_loggers(store, tmp_path, monkeypatch):
+    """log_json is mlflow.log_dict (numpy values kept as numbers); the picture is mlflow.log_figure."""
+    pytest.importorskip("item2vec.viz")
+    calls = []
+    for fn in ("log_dict", "log_figure"):
+        real = getattr(mlflow, fn)
+        monkeypatch.setattr(mlflow, fn, lambda *a, _real=real, _fn=fn, **kw: calls.append(_fn) or _real(*a, **kw))
+    emb = ItemEmbeddings(list(range(1, 21)), np.random.default_rng(2).normal(size=(20, 4)))
+    with tracking.start_run("loggers", experiment="unit", tracking_uri=store) as run:
+        tracking.log_json({"n": np.int64(3), "mrr": np.float32(0.5), "v": np.arange(2)}, "deep/report.json")
+        written = tracking.log_embeddings(emb, max_items=20)
+    assert calls == ["log_dict", "log_figure"] and "item2vec/tsne.png" in written
+    local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="deep/report.json",
+                                                dst_path=str(tmp_path), tracking_uri=store)
+    assert json.loads(Path(local).read_text()) == {"n": 3, "mrr": 0.5, "v": [0, 1]}
