@@ -375,11 +375,10 @@ def item_categories(metadata: Any, field: str = "category", from_titles: bool = 
 
 
 def item_titles(metadata: Any) -> dict[Any, str] | None:
-    """``item_id → title`` from a metadata frame, or ``None``."""
-    if metadata is None or "title" not in getattr(metadata, "columns", []):
-        return None
-    return {i: str(t) for i, t in zip(metadata["item_id"].to_list(), metadata["title"].to_list(), strict=True)
-            if t is not None}
+    """``item_id → title`` from a metadata frame (:func:`item2vec.data.item_titles`), or ``None`` without titles."""
+    from item2vec.data import item_titles as titles
+
+    return titles(metadata) if metadata is not None and "title" in getattr(metadata, "columns", []) else None
 
 
 def log_embeddings(
