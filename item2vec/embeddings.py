@@ -383,17 +383,35 @@ class ItemEmbeddings:
         return emb
 
     def to_word2vec_format(self, path: str | os.PathLike[str]) -> Path:
-        """Export in the word2vec text format (``n dim`` header, then ``id v1 v2 ...``)."""
+        """Export in the word2vec text format (``n dim`` header, then ``id v1 v2 ...``), atomically.
+
+        Written by gensim's ``KeyedVectors.save_word2vec_format`` (each value in full
+        float32 precision); read back with ``KeyedVectors.load_word2vec_format``.
+
+        Raises
+        ------
+        DataError
+            If an id is empty or has whitespace: the format cannot hold it.
+        """
+        import tempfile
+
+        from gensim.models import KeyedVectors
+
         from item2vec._io import atomic_file
 
+        keys = [str(item) for item in self.vocab.to_list()]
+        for item, key in zip(self.vocab.to_list(), keys, strict=True):
+            if any(c.isspace() for c in key) or not key:
+                raise DataError(f"id {item!r} has whitespace; the word2vec text format cannot hold it")
+        # keyed by the text written, not the ids (to_keyed_vectors): gensim writes int keys
+        # 0, 1, ... that equal their row twice (a Doc2Vec path of save_word2vec_format)
+        kv = KeyedVectors(vector_size=self.dim, count=0, dtype=np.float32)
+        kv.add_vectors(keys, np.asarray(self.vectors, dtype=np.float32))
+        kv.allocate_vecattrs(["count"], [np.int64])  # all 0: rows kept in order, without gensim's warning
         p = Path(path)
-        with atomic_file(p) as fh:
-            fh.write(f"{len(self)} {self.dim}\n")
-            for item, vec in zip(self.vocab.to_list(), self.vectors, strict=True):
-                key = str(item)
-                if any(c.isspace() for c in key) or not key:
-                    raise DataError(f"id {item!r} has whitespace; the word2vec text format cannot hold it")
-                fh.write(key + " " + " ".join(f"{x:.6g}" for x in vec) + "\n")
+        with tempfile.TemporaryDirectory() as tmp, atomic_file(p, mode="wb") as fh:
+            kv.save_word2vec_format(str(Path(tmp) / "vectors.txt"), binary=False)
+            fh.write((Path(tmp) / "vectors.txt").read_bytes())
         return p
 
     # -- vectors that travel: gensim, the TensorFlow Embedding Projector -------------

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from item2vec._progress import tqdm
 from item2vec.base import Recommender, check_k
@@ -29,6 +30,7 @@ __all__ = [
     "prediction_ranks",
     "reciprocal_ranks",
     "run_evaluation",
+    "topk_ranks",
 ]
 
 
@@ -93,13 +95,32 @@ def prediction_ranks(
     for start in range(0, len(pre), batch_size):
         stop = min(start + batch_size, len(pre))
         ids, scores = model.recommend_batch(pre.prefixes[start:stop], k)
-        tgt = pre.targets[start:stop, None]
-        match = (ids == tgt) & np.isfinite(scores)
-        pos = match.argmax(axis=1) + 1
-        ranks[start:stop] = np.where(match.any(axis=1), pos, 0)
+        ranks[start:stop] = topk_ranks(ids, scores, pre.targets[start:stop])
         bar.update(stop - start)
     bar.close()
     return ranks
+
+
+def topk_ranks(ids: np.ndarray, scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Each target's 1-based place in its row of a top-k answer; 0 when absent or scored ``-inf``.
+
+    The one rank rule: test ranks (:func:`prediction_ranks`) and the next-item
+    model's validation ranks (:func:`~item2vec.nextitem.train.rank_metrics`) both
+    read them here from top-k answers ordered best first, equal scores by the lower
+    index.
+
+    Parameters
+    ----------
+    ids, scores : ndarray, shape (B, k)
+        A ``recommend_batch`` answer.
+    targets : ndarray of int, shape (B,)
+
+    Returns
+    -------
+    ndarray of int64, shape (B,)
+    """
+    match = (np.asarray(ids) == np.asarray(targets)[:, None]) & np.isfinite(scores)
+    return np.where(match.any(axis=1), match.argmax(axis=1) + 1, 0).astype(np.int64)
 
 
 def reciprocal_ranks(ranks: np.ndarray) -> np.ndarray:
@@ -124,16 +145,22 @@ def paired_bootstrap(
         percentiles of the resampled differences) and ``p_le_0`` (the share of
         resamples where ``a`` does not beat ``b``).
     """
-    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    if d.ndim != 1 or len(d) == 0:
-        raise ValueError(f"expected two equal-length 1-D arrays of paired values, got a difference of shape {d.shape}")
-    rng = np.random.default_rng(random_state)
-    means = np.empty(n_boot)
-    for i in range(0, n_boot, 500):  # blocks bound the (500, n) index matrix
-        m = min(500, n_boot - i)
-        means[i : i + m] = d[rng.integers(0, len(d), size=(m, len(d)))].mean(axis=1)
-    return {"diff": float(d.mean()), "lo": float(np.percentile(means, 2.5)),
-            "hi": float(np.percentile(means, 97.5)), "p_le_0": float((means <= 0).mean())}
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 1 or a.shape != b.shape or len(a) == 0:
+        raise ValueError(f"expected two equal-length 1-D arrays of paired values, got shapes {a.shape} and {b.shape}")
+    d = a - b
+    if len(d) == 1:  # scipy needs two observations; one resamples to itself
+        return {"diff": float(d[0]), "lo": float(d[0]), "hi": float(d[0]), "p_le_0": float(d[0] <= 0)}
+    # batch=500 bounds the (500, n) index matrix
+    res = stats.bootstrap((a, b), _mean_difference, paired=True, vectorized=True, n_resamples=n_boot, batch=500,
+                          confidence_level=0.95, method="percentile", rng=np.random.default_rng(random_state))
+    means = res.bootstrap_distribution
+    return {"diff": float(d.mean()), "lo": float(res.confidence_interval.low),
+            "hi": float(res.confidence_interval.high), "p_le_0": float((means <= 0).mean())}
+
+
+def _mean_difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    return (a - b).mean(axis=axis)
 
 
 def evaluate(

@@ -313,15 +313,14 @@ def epoch_logger(prefix: str) -> Callable[[int, dict[str, float]], None]:
 
 
 def log_json(obj: Any, artifact_file: str) -> None:
-    """Write ``obj`` as JSON into the active run's artifacts (``artifact_file`` may hold folders)."""
+    """Write ``obj`` as JSON into the active run's artifacts (``artifact_file`` may hold folders).
+
+    ``mlflow.log_dict``, after numpy values become plain numbers (it would write them as strings).
+    """
     import mlflow
 
-    with tempfile.TemporaryDirectory() as tmp:
-        p = Path(tmp) / Path(artifact_file).name
-        p.write_text(json.dumps(obj, indent=2, default=json_default))
-        parent = str(Path(artifact_file).parent)
-        with quiet_mlflow():
-            mlflow.log_artifact(str(p), artifact_path=None if parent == "." else parent)
+    with quiet_mlflow():
+        mlflow.log_dict(json.loads(json.dumps(obj, default=json_default)), artifact_file)
 
 
 def log_dataset(stats: Mapping[str, Any], prefix: str = "data") -> None:
@@ -370,11 +369,10 @@ def item_categories(metadata: Any, field: str = "category", from_titles: bool = 
 
 
 def item_titles(metadata: Any) -> dict[Any, str] | None:
-    """``item_id → title`` from a metadata frame, or ``None``."""
-    if metadata is None or "title" not in getattr(metadata, "columns", []):
-        return None
-    return {i: str(t) for i, t in zip(metadata["item_id"].to_list(), metadata["title"].to_list(), strict=True)
-            if t is not None}
+    """``item_id → title`` from a metadata frame (:func:`item2vec.data.item_titles`), or ``None`` without titles."""
+    from item2vec.data import item_titles as titles
+
+    return titles(metadata) if metadata is not None and "title" in getattr(metadata, "columns", []) else None
 
 
 def log_embeddings(
@@ -419,11 +417,10 @@ def log_embeddings(
         else:
             mlflow.log_artifact(str(vec), artifact_path=name)
             written.append(f"{name}/{vec.name}")
-        if tsne:
-            png = Path(tmp) / "tsne.png"
-            if _tsne_picture(embeddings, png, categories, labels, max_items, random_state):
-                mlflow.log_artifact(str(png), artifact_path=name)
-                written.append(f"{name}/{png.name}")
+        fig = _tsne_picture(embeddings, categories, labels, max_items, random_state) if tsne else None
+        if fig is not None:
+            mlflow.log_figure(fig, f"{name}/tsne.png", save_kwargs={"dpi": fig.dpi})
+            written.append(f"{name}/tsne.png")
         # projector/{vectors,metadata}.tsv for the TensorFlow Embedding Projector (projector.tensorflow.org),
         # and with tsne the page of `item2vec explore` as one HTML file that opens offline
         embeddings.to_projector(Path(tmp) / "projector", titles=labels, categories=categories)
@@ -439,20 +436,20 @@ def log_embeddings(
     return written
 
 
-def _tsne_picture(emb: Any, path: Path, categories: Mapping[Any, str] | None, labels: Mapping[Any, str] | None,
-                  max_items: int, random_state: int) -> bool:
+def _tsne_picture(emb: Any, categories: Mapping[Any, str] | None, labels: Mapping[Any, str] | None,
+                  max_items: int, random_state: int) -> Any:
+    """The t-SNE figure, or ``None`` (with a logged note) when it cannot be drawn."""
     log = logging.getLogger(__name__)
     try:
         from item2vec.viz import tsne_plot
     except ImportError as e:
         log.warning("t-SNE picture skipped: item2vec.viz is not available (%s)", e)
-        return False
+        return None
     if len(emb) < 5:
         log.warning("t-SNE picture skipped: %d items are too few", len(emb))
-        return False
-    tsne_plot(emb, categories=categories, labels=labels, max_items=max_items, random_state=random_state,
-              path=str(path), title=f"item2vec: {len(emb):,} items (t-SNE)")
-    return path.exists()
+        return None
+    return tsne_plot(emb, categories=categories, labels=labels, max_items=max_items, random_state=random_state,
+                     title=f"item2vec: {len(emb):,} items (t-SNE)")
 
 
 def run_url(run: Any, tracking_uri: str | None = None) -> str:

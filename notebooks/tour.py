@@ -32,6 +32,7 @@
 
 # %%
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -45,7 +46,7 @@ from item2vec.data import PrepareConfig, make_sessions, prepare, read_events, re
 from item2vec.embeddings import Item2Vec  # noqa: E402
 from item2vec.evaluation import evaluate, format_table, run_evaluation  # noqa: E402
 from item2vec.recommenders import Item2VecRecommender  # noqa: E402
-from item2vec.viz import ONLINE_RETAIL_THEMES, title_categories, tsne_plot  # noqa: E402
+from item2vec.viz import title_categories, tsne_plot  # noqa: E402
 
 SMALL = os.environ.get("ITEM2VEC_TOUR_SMALL", "") not in ("", "0")
 
@@ -59,6 +60,9 @@ def repo_root(start: Path) -> Path:
 
 
 ROOT = repo_root(Path.cwd().resolve())
+sys.path.insert(0, str(ROOT))  # the checkout's pipelines/: what is known about each dataset
+from pipelines.datasets import ONLINE_RETAIL_THEMES  # noqa: E402
+
 DATASETS = Path(os.environ.get("ITEM2VEC_DATASETS", ROOT.parent / "shared" / "datasets"))
 RETAIL = DATASETS / "online-retail" / "by-day"
 USE_RETAIL = RETAIL.is_dir() and os.environ.get("ITEM2VEC_TOUR_DATA", "online-retail") != "synthetic"
@@ -126,7 +130,7 @@ for q, row, sc in zip(queries, ids, scores, strict=True):
 #
 # A 2-D t-SNE projection of the item vectors (cosine geometry), coloured by category.
 # Online Retail has no category column, so `title_categories` derives one from the
-# product description with a small keyword table (`ONLINE_RETAIL_THEMES`: Christmas,
+# product description with a small keyword table (`pipelines.datasets.ONLINE_RETAIL_THEMES`: Christmas,
 # jewellery, bags, ...); without a table it takes the title's last product word. The
 # synthetic items are coloured by their planted cluster. A few products are labelled,
 # one per colour, chosen at the core of their colour's cluster.

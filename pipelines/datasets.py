@@ -49,6 +49,26 @@ DATASETS: dict[str, dict[str, Any]] = {
 }
 
 
+#: Themes of the Online Retail catalogue (gift-ware) for :func:`item2vec.viz.title_categories`:
+#: the seasonal and jewellery lines are bought together, so they form clusters.
+ONLINE_RETAIL_THEMES: dict[str, list[str]] = {
+    "christmas": ["CHRISTMAS", "XMAS", "ADVENT", "SNOWFLAKE", "REINDEER", "SANTA", "NATIVITY", "BAUBLE"],
+    "easter": ["EASTER", "EGG", "CHICK", "RABBIT", "BUNNY"],
+    "jewellery": ["NECKLACE", "BRACELET", "EARRING", "CHARM", "DIAMANTE", "BROOCH", "HAIRCLIP"],
+    "bags": ["BAG", "SHOPPER", "PURSE"],
+    "candles & lights": ["CANDLE", "T-LIGHT", "TEALIGHT", "LANTERN", "LIGHT", "NIGHTLIGHT"],
+    "party & baking": ["PARTY", "BUNTING", "BALLOON", "NAPKIN", "CASES", "BAKING"],
+    "kitchen": ["MUG", "CUP", "SAUCER", "TEACUP", "PLATE", "BOWL", "LUNCH", "JAR", "TIN", "CUTLERY",
+                "SPOON", "TEAPOT", "TRAY", "APRON"],
+    "cards & wrap": ["CARD", "WRAP", "PAPER", "STICKER", "NOTEBOOK", "PENCIL", "ERASER", "CALENDAR"],
+    "garden": ["GARDEN", "PLANT", "WATERING", "BIRD", "PLANTER"],
+    "home": ["CUSHION", "FRAME", "MIRROR", "CLOCK", "SIGN", "HOOK", "DOORMAT", "WALL", "DOORSTOP"],
+}
+
+#: Keyword tables for :func:`item2vec.viz.title_categories`, per dataset that has one.
+THEMES: dict[str, dict[str, list[str]]] = {"online-retail": ONLINE_RETAIL_THEMES}
+
+
 def load_dataset(name: str, root: Path = ROOT, keep_repeats: bool = False) -> SessionData:
     """Read and prepare one of :data:`DATASETS` (with item metadata where the source has it).
 

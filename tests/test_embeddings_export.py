@@ -165,3 +165,18 @@ def test_online_retail_gensim_round_trip_and_projector_files(shared_datasets, tm
     print(f"\nonline retail: {len(emb):,} items x {emb.dim}; {item} {titles[item]!r}: "
           f"{kv.most_similar(item, topn=3)}; projector files {vec_path.stat().st_size:,} + "
           f"{meta_path.stat().st_size:,} bytes")
+
+
+def test_word2vec_text_format_is_gensims_exact_and_in_order(tmp_path, caplog):
+    """Written by gensim: float32 values come back exactly, ids 0..n-1 once each, in the vectors' order."""
+    emb = _random([0, 1, 2, 3], dim=6, seed=5)
+    with caplog.at_level("WARNING"):
+        path = emb.to_word2vec_format(tmp_path / "v.txt")
+    assert not caplog.records
+    lines = path.read_text().splitlines()
+    assert lines[0] == "4 6" and [line.split()[0] for line in lines[1:]] == ["0", "1", "2", "3"]
+    kv = KeyedVectors.load_word2vec_format(str(path))
+    np.testing.assert_array_equal(kv.vectors, emb.vectors)
+    with pytest.raises(DataError, match="whitespace"):
+        _random(["a b", "c"]).to_word2vec_format(tmp_path / "w.txt")
+    assert not (tmp_path / "w.txt").exists()

@@ -147,3 +147,28 @@ def test_the_registry_names_no_cli_flag_and_knows_every_model(synthetic_data):
     (name, model, seconds), = fitted_models(synthetic_data, ["markov"])
     assert name == "markov" and model.n_items_ == synthetic_data.n_items and seconds >= 0
     assert model.repeats_dropped_ is synthetic_data.repeats_dropped
+
+
+def test_paired_bootstrap_is_scipys_paired_bootstrap():
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    a, b = rng.random(300), rng.random(300) * (rng.random(300) < 0.5)
+    got = paired_bootstrap(a, b, n_boot=999, random_state=3)
+    ref = stats.bootstrap((a, b), lambda x, y, axis=-1: (x - y).mean(axis=axis), paired=True, n_resamples=999,
+                          method="percentile", rng=np.random.default_rng(3))
+    assert (got["lo"], got["hi"]) == (ref.confidence_interval.low, ref.confidence_interval.high)
+    assert got["p_le_0"] == (ref.bootstrap_distribution <= 0).mean() and got["diff"] == pytest.approx((a - b).mean())
+    one = paired_bootstrap(np.array([0.5]), np.array([0.25]))  # one pair resamples to itself
+    assert (one["diff"], one["lo"], one["hi"], one["p_le_0"]) == (0.25, 0.25, 0.25, 0.0)
+    with pytest.raises(ValueError, match="paired values"):
+        paired_bootstrap(np.ones(3), np.ones(4))
+
+
+def test_topk_ranks_one_rule():
+    from item2vec.evaluation import topk_ranks
+
+    ids = np.array([[3, 1, 2], [2, 3, 1], [1, 2, 3]])
+    scores = np.array([[0.9, 0.5, 0.5], [1.0, 1.0, -np.inf], [0.3, 0.2, 0.1]])
+    # target 2 at place 3; target 1 scored -inf: not ranked; target 4 not in the top 3
+    assert topk_ranks(ids, scores, np.array([2, 1, 4])).tolist() == [3, 0, 0]

@@ -445,7 +445,8 @@ def test_browser_online_retail_screenshot(browser, shared_datasets):
         pytest.skip("online-retail is not among the shared datasets")
     from item2vec.data import PrepareConfig, prepare, read_events, read_item_metadata
     from item2vec.explore import _metadata_maps
-    from item2vec.viz import ONLINE_RETAIL_THEMES, title_categories
+    from item2vec.viz import title_categories
+    from pipelines.datasets import ONLINE_RETAIL_THEMES
 
     path = shared_datasets / "online-retail" / "by-day"
     events = read_events(path, "online-retail", start="2011-09-01")

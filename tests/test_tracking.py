@@ -231,3 +231,41 @@ def test_mlflow_logs_what_the_command_holds_not_a_reread_of_its_folders(store, d
     assert len(loads) == 1  # the command's own read; logging used the data it held
     (run,) = _runs(store, f"memory-{argv[0]}")
     assert run.data.metrics["data.train.sessions"] > 0
+
+
+def test_json_and_the_tsne_picture_go_through_mlflows_own_loggers(store, tmp_path, monkeypatch):
+    """log_json is mlflow.log_dict (numpy values kept as numbers); the picture is mlflow.log_figure."""
+    pytest.importorskip("item2vec.viz")
+    calls = []
+    for fn in ("log_dict", "log_figure"):
+        real = getattr(mlflow, fn)
+        monkeypatch.setattr(mlflow, fn, lambda *a, _real=real, _fn=fn, **kw: calls.append(_fn) or _real(*a, **kw))
+    emb = ItemEmbeddings(list(range(1, 21)), np.random.default_rng(2).normal(size=(20, 4)))
+    with tracking.start_run("loggers", experiment="unit", tracking_uri=store) as run:
+        tracking.log_json({"n": np.int64(3), "mrr": np.float32(0.5), "v": np.arange(2)}, "deep/report.json")
+        written = tracking.log_embeddings(emb, max_items=20)
+    assert calls == ["log_dict", "log_figure"] and "item2vec/tsne.png" in written
+    local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="deep/report.json",
+                                                dst_path=str(tmp_path), tracking_uri=store)
+    assert json.loads(Path(local).read_text()) == {"n": 3, "mrr": 0.5, "v": [0, 1]}
+
+
+def test_titles_are_looked_up_in_one_place_with_one_rule(tmp_path):
+    """SessionData.titles, tracking.item_titles and the CLI's lookup agree: text titles, missing ones left out."""
+    import pandas as pd
+    import polars as pl
+
+    from item2vec.cli import _titles
+    from item2vec.data import PrepareConfig, item_titles, make_sessions, prepare
+
+    events, _ = make_sessions(n_sessions=60, n_clusters=2, items_per_cluster=5, days=6, random_state=0)
+    ids = sorted(set(events["item_id"].to_list()))
+    frame = pl.DataFrame({"item_id": ids, "title": [None if j == 1 else f"item {i}" for j, i in enumerate(ids)]})
+    data = prepare(events, PrepareConfig(test_days=1, valid_days=1, min_item_support=1), metadata=frame)
+    kept = {i: f"item {i}" for j, i in enumerate(ids) if j != 1 and i in set(data.vocab.ids.tolist())}
+    assert data.titles() == kept
+    assert tracking.item_titles(data.metadata) == kept
+    data.metadata.write_parquet(tmp_path / "metadata.parquet")
+    assert _titles(str(tmp_path)) == kept
+    assert item_titles(frame.to_pandas()) == item_titles(frame) and item_titles(pd.DataFrame({"item_id": [1]})) == {}
+    assert tracking.item_titles(frame.drop("title")) is None  # no titles at all: the picture labels ids

@@ -13,13 +13,13 @@ from item2vec.embeddings import ItemEmbeddings
 from item2vec.exceptions import EmptyDataError
 from item2vec.viz import (
     LABEL_GID,
-    ONLINE_RETAIL_THEMES,
     OTHER,
     label_boxes,
     title_categories,
     tsne_coordinates,
     tsne_plot,
 )
+from pipelines.datasets import ONLINE_RETAIL_THEMES
 
 
 def blobs(n_clusters: int, per_cluster: int, dim: int = 16, spread: float = 0.15, seed: int = 0):
@@ -168,3 +168,14 @@ def test_title_categories():
     # the first matching category in mapping order wins; plurals match
     assert title_categories({"x": "CANDLES FOR CHRISTMAS"}, {"a": ["candle"], "b": ["christmas"]}) == {"x": "a"}
     assert title_categories({"x": "MUG"}, {"a": ["cup"]}, default="none") == {"x": "none"}
+
+
+def test_dataset_knowledge_lives_in_pipelines_not_in_the_library():
+    import item2vec.viz as viz
+    from pipelines.datasets import DATASETS, THEMES
+
+    assert not hasattr(viz, "ONLINE_RETAIL_THEMES") and "ONLINE_RETAIL_THEMES" not in viz.__all__
+    assert set(THEMES) <= set(DATASETS) and THEMES["online-retail"] is ONLINE_RETAIL_THEMES
+    cats = title_categories({1: "WHITE HANGING HEART T-LIGHT HOLDER", 2: "PAPER CHAIN KIT 50'S CHRISTMAS"},
+                            THEMES["online-retail"])
+    assert cats == {1: "candles & lights", 2: "christmas"}

@@ -121,8 +121,9 @@ def _titles(data_dir: str | None) -> dict[Any, str]:
         return {}
     import polars as pl
 
-    md = pl.read_parquet(Path(data_dir) / "metadata.parquet")
-    return dict(zip(md["item_id"].to_list(), md["title"].to_list(), strict=True)) if "title" in md.columns else {}
+    from item2vec.data import item_titles
+
+    return item_titles(pl.read_parquet(Path(data_dir) / "metadata.parquet"))
 
 
 def _load_embeddings(model: str, tracking_uri: str | None) -> Any:

@@ -525,6 +525,17 @@ def read_events(path: str | os.PathLike[str], format: str = "csv", **options: An
         raise
 
 
+def item_titles(metadata: Any) -> dict[Any, str]:
+    """``item_id → title`` from an ``item_id, title[, category]`` frame; the one title lookup.
+
+    Empty without a frame or a ``title`` column; items whose title is missing are left out.
+    """
+    if metadata is None or "title" not in getattr(metadata, "columns", []):
+        return {}
+    return {i: str(t) for i, t in zip(metadata["item_id"].to_list(), metadata["title"].to_list(), strict=True)
+            if t is not None and not (isinstance(t, float) and t != t)}  # None, or NaN in a pandas frame
+
+
 def read_item_metadata(path: str | os.PathLike[str], format: str) -> pl.DataFrame | None:
     """Item descriptions for display: ``item_id, title[, category]``, or ``None``.
 

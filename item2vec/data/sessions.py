@@ -503,10 +503,10 @@ class SessionData:
         return [self.vocab.lookup(s).tolist() for s in sessions]
 
     def titles(self) -> dict[Any, str]:
-        """``item_id → title`` from the metadata (empty without metadata)."""
-        if self.metadata is None or "title" not in self.metadata.columns:
-            return {}
-        return dict(zip(self.metadata["item_id"].to_list(), self.metadata["title"].to_list(), strict=True))
+        """``item_id → title`` from the metadata (empty without metadata; see :func:`~item2vec.data.item_titles`)."""
+        from item2vec.data.readers import item_titles
+
+        return item_titles(self.metadata)
 
     # -- persistence -------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:

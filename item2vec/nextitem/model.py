@@ -35,8 +35,9 @@ class NextItemConfig(DictConfig):
 
     Attributes
     ----------
-    n_items : int
+    n_items : int, optional
         Catalogue size; the tables have ``n_items + 1`` rows (row 0 is padding).
+        ``None`` until known (a recommender's config before :meth:`fit`); the model needs it.
     embedding_dim : int
         Width of the item table (the item2vec vector size when initialised from it).
     hidden_size : int
@@ -80,7 +81,7 @@ class NextItemConfig(DictConfig):
     # MRR@20 on any of the three, nor did hidden 128 or 256 on Diginetica and MovieLens
     # (hidden 128 was +0.001 on Online Retail, one seed, at 1.6x the time).
 
-    n_items: int
+    n_items: int | None = None
     embedding_dim: int = 64
     hidden_size: int = 64
     num_layers: int = 1
@@ -95,7 +96,7 @@ class NextItemConfig(DictConfig):
 
     def __post_init__(self) -> None:
         checks = {
-            "n_items": self.n_items >= 1,
+            "n_items": self.n_items is None or self.n_items >= 1,
             "embedding_dim": self.embedding_dim >= 1,
             "hidden_size": self.hidden_size >= 1,
             "num_layers": self.num_layers >= 1,
@@ -177,6 +178,8 @@ class NextItemModel(nn.Module):
     def __init__(self, config: NextItemConfig) -> None:
         super().__init__()
         self.config = c = config
+        if c.n_items is None:
+            raise ValueError("NextItemModel: config.n_items is None; set the catalogue size first")
         n_rows = c.n_items + 1
         self.embedding = nn.Embedding(n_rows, c.embedding_dim, padding_idx=0)
         nn.init.normal_(self.embedding.weight, std=c.embedding_dim**-0.5)

@@ -25,7 +25,14 @@ from item2vec.embeddings import Item2Vec, ItemEmbeddings
 from item2vec.exceptions import DataError, FormatVersionError, NotFittedError
 from item2vec.index import topk
 from item2vec.nextitem.model import NextItemConfig, NextItemModel, pretrained_table
-from item2vec.nextitem.train import EpochCallback, TrainConfig, Trainer, TrainResult, resolve_device
+from item2vec.nextitem.train import (
+    EpochCallback,
+    TrainConfig,
+    Trainer,
+    TrainResult,
+    ranked_topk,
+    resolve_device,
+)
 
 __all__ = ["NextItemRecommender", "load_next_model"]
 
@@ -64,16 +71,26 @@ class NextItemRecommender(Recommender):
         :class:`~item2vec.embeddings.Item2VecConfig` options for the internal fit.
     callback : callable, optional
         ``callback(epoch, {"loss": ..., "val_mrr@20": ..., ...})`` after each epoch.
+    config : NextItemConfig, optional
+        The architecture (its ``n_items`` is set by :meth:`fit` from the data).
+    train_config : TrainConfig, optional
+        The optimisation settings.
     **params
+        Shorthand for single fields of either, overriding them:
         :class:`~item2vec.nextitem.model.NextItemConfig` fields (``hidden_size``,
         ``num_layers``, ``pooling``, ``tied``, ``dropout``, ``max_prefix``, ``loss``,
         ...) and :class:`~item2vec.nextitem.train.TrainConfig` fields (``epochs``,
         ``batch_size``, ``lr``, ``patience``, ``random_state``, ``device``, ...).
         With ``init="item2vec"`` the table width is the vectors' size; an
-        ``embedding_dim`` that differs becomes a projection to that width.
+        ``embedding_dim`` given (here or in ``config``) that differs becomes a
+        projection to that width.
 
     Attributes
     ----------
+    config : NextItemConfig
+        The architecture asked for (``n_items`` unset).
+    train_config : TrainConfig
+        The optimisation settings.
     repeats_dropped_ : bool
         Whether the training data had consecutive repeats dropped (see :meth:`fit`):
         then a prefix's last item is never recommended nor counted in validation ranks.
@@ -81,6 +98,7 @@ class NextItemRecommender(Recommender):
     model_ : NextItemModel
     train_result_ : TrainResult
     config_ : NextItemConfig
+        The architecture built (``n_items`` and, with ``init="item2vec"``, the vectors' width).
     """
 
     name = "bilstm"
@@ -94,6 +112,9 @@ class NextItemRecommender(Recommender):
         valid_fraction: float = 0.1,
         item2vec_params: dict[str, Any] | None = None,
         callback: EpochCallback | None = None,
+        *,
+        config: NextItemConfig | None = None,
+        train_config: TrainConfig | None = None,
         **params: Any,
     ) -> None:
         if init not in ("item2vec", "random"):
@@ -110,38 +131,39 @@ class NextItemRecommender(Recommender):
             )
         if embeddings is not None and not isinstance(embeddings, ItemEmbeddings):
             raise TypeError(f"embeddings must be an ItemEmbeddings, got {type(embeddings).__name__}")
+        for name, value, cls in (("config", config, NextItemConfig), ("train_config", train_config, TrainConfig)):
+            if value is not None and not isinstance(value, cls):
+                raise TypeError(f"{name} must be a {cls.__name__}, got {type(value).__name__}")
         self.embeddings = embeddings
         self.vocab = vocab
         self.init = init
         self.freeze = freeze
         self.valid_fraction = valid_fraction
         self.item2vec_params = dict(item2vec_params or {})
-        self.params = params
         self._callback = callback
-        # validate the option values now rather than after minutes of item2vec
-        NextItemConfig(n_items=1, **{k: v for k, v in params.items() if k in _MODEL_FIELDS})
-        self._train_config()
+        # both built (and so checked) now rather than after minutes of item2vec
+        model_opts = {k: v for k, v in params.items() if k in _MODEL_FIELDS}
+        self.config = NextItemConfig.from_dict({**(config.to_dict() if config else {}), **model_opts, "n_items": None})
+        self.train_config = TrainConfig.from_dict(
+            {**(train_config.to_dict() if train_config else {}), **{k: v for k, v in params.items() if k in _TRAIN_FIELDS}}
+        )
+        # with init="item2vec", only a width asked for (not the default) becomes a projection
+        self._asked_dim: int | None = model_opts.get("embedding_dim", config.embedding_dim if config else None)
 
     # -- parameters ------------------------------------------------------------------
-    def _train_config(self) -> TrainConfig:
-        return TrainConfig.from_dict({k: v for k, v in self.params.items() if k in _TRAIN_FIELDS})
-
     def get_params(self) -> dict[str, Any]:
         """Flat, loggable parameters (init + architecture + training), no objects.
 
         Once fitted, the architecture is the one built (e.g. ``embedding_dim`` is
         the item2vec vector size).
         """
-        model = {k: v for k, v in self.params.items() if k in _MODEL_FIELDS}
-        defaults = {f.name: f.default for f in dataclasses.fields(NextItemConfig) if f.name != "n_items"}
-        if hasattr(self, "config_"):  # fitted: the architecture actually built
-            model = {k: v for k, v in self.config_.to_dict().items() if k != "n_items"}
+        built = getattr(self, "config_", self.config)  # fitted: the architecture actually built
         return {
             "init": self.init,
             "freeze": self.freeze,
             "valid_fraction": self.valid_fraction,
-            **{**defaults, **model},
-            **self._train_config().to_dict(),
+            **{k: v for k, v in built.to_dict().items() if k != "n_items"},
+            **self.train_config.to_dict(),
         }
 
     # -- fitting -------------------------------------------------------------------------
@@ -190,8 +212,8 @@ class NextItemRecommender(Recommender):
                 train, valid = sessions[:-n_hold], sessions[-n_hold:]
         if valid is not None:
             valid = [v[(v > 0) & (v <= n)] for v in (np.asarray(s, dtype=np.int64) for s in valid)]
-        model_params = {k: v for k, v in self.params.items() if k in _MODEL_FIELDS}
-        tcfg = self._train_config()
+        model_params = {k: v for k, v in self.config.to_dict().items() if k != "n_items"}
+        tcfg = self.train_config
         torch.manual_seed(tcfg.random_state)
         table = None
         if self.init == "item2vec":
@@ -211,8 +233,8 @@ class NextItemRecommender(Recommender):
                     "init='item2vec': none of the embeddings' ids is in this vocabulary; pass the "
                     "vocab the sessions were encoded with (SessionData.vocab)"
                 )
-            wanted = model_params.get("embedding_dim")
-            if wanted is not None and wanted != emb.dim and model_params.get("projection_dim") is None:
+            wanted = self._asked_dim
+            if wanted is not None and wanted != emb.dim and model_params["projection_dim"] is None:
                 model_params["projection_dim"] = wanted
             model_params["embedding_dim"] = emb.dim
         self.config_ = NextItemConfig(n_items=n, **model_params)
@@ -309,11 +331,7 @@ class NextItemRecommender(Recommender):
         ids = np.repeat(fallback_ids, len(prefixes), axis=0)
         vals = np.repeat(fallback_scores, len(prefixes), axis=0)
         for rows, scores in self._scored_batches(prefixes, batch_size):
-            v, i = torch.topk(scores.float(), kk, dim=1)  # sorted, best first
-            v, i = v.cpu().numpy(), i.cpu().numpy().astype(np.int64)
-            order = np.lexsort((i, -v), axis=1)  # ties: lower index first
-            ids[rows] = np.take_along_axis(i, order, axis=1)
-            vals[rows] = np.take_along_axis(v, order, axis=1)
+            ids[rows], vals[rows] = ranked_topk(scores, kk)
         return ids, vals
 
     def recommend_ids(self, items: Sequence[Any], k: int = 20) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ from item2vec._config import DictConfig
 from item2vec._progress import tqdm
 from item2vec.exceptions import EmptyDataError
 
-__all__ = ["Examples", "TrainConfig", "TrainResult", "Trainer", "make_examples", "resolve_device", "rank_metrics"]
+__all__ = ["Examples", "TrainConfig", "TrainResult", "Trainer", "make_examples", "resolve_device", "rank_metrics", "ranked_topk"]
 
 DEVICE_ENV = "ITEM2VEC_DEVICE"
 
@@ -117,6 +117,31 @@ def make_examples(sessions: Sequence[np.ndarray], max_prefix: int) -> Examples:
     return Examples(items, lengths, targets)
 
 
+def ranked_topk(scores: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best columns of each row of ``scores``, best first; equal scores by the lower index.
+
+    The one top-``k`` of the next-item model, as :func:`~item2vec.index.topk` orders
+    it: :meth:`NextItemRecommender.recommend_batch` answers with it and
+    :func:`rank_metrics` ranks validation targets with it, so validation and test
+    ranks treat ties alike.
+
+    Parameters
+    ----------
+    scores : Tensor, shape (B, n)
+    k : int
+        At most ``n``.
+
+    Returns
+    -------
+    ids, values : ndarray, shape (B, k)
+        Column indices (int64) and their scores (float32), on the CPU.
+    """
+    v, i = torch.topk(scores.float(), k, dim=1)  # sorted, best first
+    v, i = v.cpu().numpy(), i.cpu().numpy().astype(np.int64)
+    order = np.lexsort((i, -v), axis=1)  # ties: lower index first
+    return np.take_along_axis(i, order, axis=1), np.take_along_axis(v, order, axis=1)
+
+
 @torch.inference_mode()
 def rank_metrics(
     model: nn.Module,
@@ -126,31 +151,34 @@ def rank_metrics(
     device: torch.device | None = None,
     exclude_last: bool = False,
 ) -> dict[str, float]:
-    """HR@k and MRR@k of ``model`` on ``examples`` (rank = 1 + items scored strictly higher).
+    """HR@k and MRR@k of ``model`` on ``examples``.
 
-    ``exclude_last`` scores each prefix's last item ``-inf`` first, as
-    :class:`~item2vec.nextitem.NextItemRecommender` does at inference on data
-    whose consecutive repeats were dropped.
+    Ranks are those of the test protocol: the target's place in :func:`ranked_topk`
+    (equal scores by the lower index), read by
+    :func:`~item2vec.evaluation.topk_ranks`. ``exclude_last`` scores each prefix's
+    last item ``-inf`` first, as :class:`~item2vec.nextitem.NextItemRecommender`
+    does at inference on data whose consecutive repeats were dropped.
     """
+    from item2vec.evaluation import metrics_from_ranks, topk_ranks
+
+    if len(examples) == 0:
+        return {f"hr@{k}": 0.0, f"mrr@{k}": 0.0}
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    hits = rr = 0.0
+    ranks = np.zeros(len(examples), dtype=np.int64)
     for start in range(0, len(examples), batch_size):
         idx = np.arange(start, min(start + batch_size, len(examples)))
-        items, lengths, targets = examples.batch(idx, device)
+        items, lengths, _ = examples.batch(idx, device)
         scores, _ = model(items, lengths)
         if exclude_last:
             last = items.gather(1, (lengths.to(items.device) - 1)[:, None])
             scores = scores.scatter(1, last, float("-inf"))
-        tgt = scores.gather(1, targets[:, None])
-        rank = (scores > tgt).sum(1) + 1
-        hit = rank <= k
-        hits += float(hit.sum())
-        rr += float(torch.where(hit, 1.0 / rank.double(), torch.zeros((), dtype=torch.float64, device=device)).sum())
+        ids, vals = ranked_topk(scores, min(k, scores.shape[1]))
+        ranks[idx] = topk_ranks(ids, vals, examples.targets[idx])
     model.train(was_training)
-    n = max(len(examples), 1)
-    return {f"hr@{k}": hits / n, f"mrr@{k}": rr / n}
+    m = metrics_from_ranks(ranks, k)
+    return {f"hr@{k}": m[f"hr@{k}"], f"mrr@{k}": m[f"mrr@{k}"]}
 
 
 @dataclass
@@ -320,6 +348,11 @@ class Trainer:
         opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         key = f"val_mrr@{cfg.k}"
         result = TrainResult(n_examples=len(ex))
+        # reduce on plateau: after each epoch that does not beat the best validation
+        # MRR@k by more than min_delta (patience=0), the rate is multiplied by lr_decay
+        plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="max", factor=cfg.lr_decay, patience=0, threshold=cfg.min_delta, threshold_mode="abs", eps=0.0)
+            if cfg.lr_decay < 1.0 and val is not None else None)
         best_score, best_state, stale = -math.inf, None, 0
         n_batches = math.ceil(len(ex) / cfg.batch_size)
         t_start, train_seconds = time.perf_counter(), 0.0
@@ -365,8 +398,8 @@ class Trainer:
                 stale += 1
                 if stale >= cfg.patience:
                     break
-                for group in opt.param_groups:  # reduce on plateau
-                    group["lr"] *= cfg.lr_decay
+            if plateau is not None:
+                plateau.step(score)
         if best_state is not None:
             model.load_state_dict(best_state)
         model.eval()

@@ -242,3 +242,49 @@ def test_cuda_training_and_inference(sequential_data, tmp_path):
     on_cpu = load_next_model(m.save(tmp_path / "gpu"), device="cpu")
     prefixes = [s[:3] for s in data.test[:10]]
     np.testing.assert_allclose(on_cpu.score_batch(prefixes)[:, 1:], m.score_batch(prefixes)[:, 1:], rtol=1e-3, atol=1e-3)
+
+
+def test_holds_a_model_config_and_a_train_config(sequential_data, sequential_embeddings):
+    from item2vec.nextitem import NextItemConfig, TrainConfig
+
+    by_kwargs = NextItemRecommender(hidden_size=16, pooling="mean", lr=0.02, epochs=3)
+    assert isinstance(by_kwargs.config, NextItemConfig) and isinstance(by_kwargs.train_config, TrainConfig)
+    assert (by_kwargs.config.hidden_size, by_kwargs.config.pooling, by_kwargs.config.n_items) == (16, "mean", None)
+    assert (by_kwargs.train_config.lr, by_kwargs.train_config.epochs) == (0.02, 3)
+    by_configs = NextItemRecommender(config=NextItemConfig(hidden_size=16, pooling="mean"),
+                                     train_config=TrainConfig(lr=0.02, epochs=3))
+    assert by_configs.get_params() == by_kwargs.get_params()
+    # a keyword overrides its config's field
+    assert NextItemRecommender(train_config=TrainConfig(lr=0.02), lr=0.5).train_config.lr == 0.5
+    with pytest.raises(TypeError, match="config must be a NextItemConfig"):
+        NextItemRecommender(config={"hidden_size": 16})
+    # an embedding_dim asked for in the config is a projection to it, as the keyword is
+    data, _ = sequential_data
+    m = NextItemRecommender(embeddings=sequential_embeddings, vocab=data.vocab, config=NextItemConfig(embedding_dim=6),
+                            **{**SMALL, "epochs": 1}).fit(data.train, data.n_items)
+    assert (m.config_.embedding_dim, m.config_.projection_dim) == (sequential_embeddings.dim, 6)
+    assert m.config_.n_items == data.n_items and m.config.n_items is None
+
+
+def test_validation_and_test_ranks_treat_ties_alike(sequential_data, fitted, tmp_path):
+    """All scores equal: validation (training) and test (evaluation) ranks agree, ties by the lower index."""
+    from item2vec.nextitem import make_examples
+    from item2vec.nextitem.train import rank_metrics
+
+    data, _ = sequential_data
+    sessions = data.train[:60]  # only known items: both paths read the same prefixes
+    cap = fitted.config_.max_prefix
+    ex = make_examples(sessions, cap)
+    # trained scores: the two paths agree
+    val = rank_metrics(fitted.model_, ex, k=5, exclude_last=fitted.repeats_dropped_)
+    test = evaluate(fitted, sessions, k=5)
+    assert val["mrr@5"] == pytest.approx(test["mrr@5"]) and val["hr@5"] == pytest.approx(test["hr@5"])
+    tied = load_next_model(fitted.save(tmp_path / "model"))
+    with torch.no_grad():
+        for p in tied.model_.parameters():
+            p.zero_()  # every item scores 0
+    val = rank_metrics(tied.model_, ex, k=20, exclude_last=tied.repeats_dropped_)
+    test = evaluate(tied, sessions, k=20)
+    assert val["mrr@20"] == pytest.approx(test["mrr@20"]) and val["hr@20"] == pytest.approx(test["hr@20"])
+    assert val["mrr@20"] < 1.0  # not every target "first" among equals
+

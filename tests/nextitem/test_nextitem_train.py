@@ -112,3 +112,19 @@ def test_bad_train_config():
         TrainConfig(epochs=0)
     with pytest.raises(ValueError, match="unknown TrainConfig option"):
         Trainer(epoch=3)
+
+
+def test_plateau_schedule_is_the_documented_rule(sequential_data):
+    """ReduceLROnPlateau gives the rule of TrainConfig.lr_decay: after each epoch that does not
+    beat the best validation MRR by more than min_delta, the rate is multiplied by lr_decay."""
+    data, _ = sequential_data
+    _, res, _ = _fit(data.train, data.valid, epochs=8, patience=8, min_delta=0.01, lr=0.005, lr_decay=0.5)
+    lr, best, expected = 0.005, -np.inf, []
+    for h in res.history:
+        expected.append(lr)
+        if h["val_mrr@20"] > best + 0.01:
+            best = h["val_mrr@20"]
+        else:
+            lr *= 0.5
+    assert [h["lr"] for h in res.history] == expected
+    assert len(set(expected)) > 1 and expected[1] == expected[0]  # some epochs improved, some did not
