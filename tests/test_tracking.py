@@ -255,7 +255,7 @@ def test_titles_are_looked_up_in_one_place_with_one_rule(tmp_path):
     import pandas as pd
     import polars as pl
 
-    from item2vec.cli import _titles
+    from item2vec.cli.embeddings import _titles
     from item2vec.data import PrepareConfig, item_titles, make_sessions, prepare
 
     events, _ = make_sessions(n_sessions=60, n_clusters=2, items_per_cluster=5, days=6, random_state=0)

@@ -565,6 +565,37 @@ def _split_stats(sessions: list[np.ndarray]) -> dict[str, Any]:
     }
 
 
+def session_rules(seqs: list[Any], cfg: PrepareConfig) -> tuple[list[np.ndarray], dict[str, int]]:
+    """The rules applied to each encoded session: repeats dropped, the length cap, the minimum length.
+
+    Both engines (this module and :mod:`item2vec.spark.sessions`) finish their sessions here.
+
+    Returns
+    -------
+    sessions : list of int32 arrays
+        The sessions that keep ``cfg.min_session_length`` items or more.
+    counts : dict
+        ``kept_events``, ``capped_events`` and ``capped_sessions`` (the length cap),
+        ``short_sessions`` (dropped for being too short).
+    """
+    counts = {"kept_events": 0, "capped_events": 0, "capped_sessions": 0, "short_sessions": 0}
+    sessions = []
+    for s in seqs:
+        a = np.asarray(s, dtype=np.int32)
+        if cfg.drop_repeats and len(a) > 1:
+            a = a[np.concatenate([[True], a[1:] != a[:-1]])]
+        if cfg.max_session_length and len(a) > cfg.max_session_length:
+            counts["capped_events"] += len(a) - cfg.max_session_length
+            counts["capped_sessions"] += 1
+            a = a[-cfg.max_session_length :]
+        if len(a) >= cfg.min_session_length:
+            sessions.append(a)
+            counts["kept_events"] += len(a)
+        else:
+            counts["short_sessions"] += 1
+    return sessions, counts
+
+
 def prepare(
     events: Any,
     config: PrepareConfig | None = None,
@@ -716,25 +747,12 @@ def prepare(
         n_events = flat.height
         flat = flat.filter(pl.col("idx").is_not_null())  # items unseen in train
         seqs = flat.group_by("_s", maintain_order=True).agg(pl.col("idx"))["idx"].to_list()
-        unseen["sessions"] += part.height - len(seqs)
-        kept_events, capped = 0, 0
-        sessions = []
-        for s in seqs:
-            a = np.asarray(s, dtype=np.int32)
-            if cfg.drop_repeats and len(a) > 1:
-                a = a[np.concatenate([[True], a[1:] != a[:-1]])]
-            if cfg.max_session_length and len(a) > cfg.max_session_length:
-                capped += len(a) - cfg.max_session_length
-                cap["sessions"] += 1
-                a = a[-cfg.max_session_length :]
-            if len(a) >= cfg.min_session_length:
-                sessions.append(a)
-                kept_events += len(a)
-            else:
-                unseen["sessions"] += 1
-        cap["events"] += capped
+        sessions, c = session_rules(seqs, cfg)
+        unseen["sessions"] += part.height - len(seqs) + c["short_sessions"]
+        cap["events"] += c["capped_events"]
+        cap["sessions"] += c["capped_sessions"]
         # besides unseen items: the repeats and too-short sessions their removal leaves
-        unseen["events"] += n_events - kept_events - capped
+        unseen["events"] += n_events - c["kept_events"] - c["capped_events"]
         out[name_] = sessions
     removed["unseen_items"] = unseen
     removed["length_cap"] = cap

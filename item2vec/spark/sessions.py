@@ -32,6 +32,7 @@ from item2vec.data.sessions import (
     _split_size_warnings,
     _split_stats,
     describe_split,
+    session_rules,
 )
 from item2vec.data.vocab import ItemVocab
 from item2vec.exceptions import (
@@ -327,24 +328,11 @@ def prepare_spark(
         n_part, n_events = sizes.get(name_, (0, 0))
         table = encoded.filter(F.col("split") == name_).orderBy("start", "sid").select("idx").toArrow()
         seqs = table.column("idx").to_pylist()
-        unseen["sessions"] += n_part - len(seqs)
-        kept_events, capped = 0, 0
-        sessions = []
-        for s in seqs:
-            a = np.asarray(s, dtype=np.int32)
-            if cfg.drop_repeats and len(a) > 1:
-                a = a[np.concatenate([[True], a[1:] != a[:-1]])]
-            if cfg.max_session_length and len(a) > cfg.max_session_length:
-                capped += len(a) - cfg.max_session_length
-                cap["sessions"] += 1
-                a = a[-cfg.max_session_length :]
-            if len(a) >= cfg.min_session_length:
-                sessions.append(a)
-                kept_events += len(a)
-            else:
-                unseen["sessions"] += 1
-        cap["events"] += capped
-        unseen["events"] += n_events - kept_events - capped
+        sessions, c = session_rules(seqs, cfg)
+        unseen["sessions"] += n_part - len(seqs) + c["short_sessions"]
+        cap["events"] += c["capped_events"]
+        cap["sessions"] += c["capped_sessions"]
+        unseen["events"] += n_events - c["kept_events"] - c["capped_events"]
         out[name_] = sessions
     removed["unseen_items"] = unseen
     removed["length_cap"] = cap
