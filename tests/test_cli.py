@@ -219,8 +219,14 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"item2vec {item2vec.__version__}"
 
 
-def test_quiet_hides_bars_not_results(prepared, model_dir, tmp_path, capsys):
+def test_quiet_hides_bars_not_results(log_csv, prepared, model_dir, tmp_path, capsys):
     capsys.readouterr()
+    assert main(["prepare", "--events", str(log_csv), "--out", str(tmp_path / "d"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("prepared ") and "removed:" not in out  # the result line, not the breakdown
+    assert main(["neighbours", "--model", str(model_dir), "-k", "2", "--out", str(tmp_path / "nb.parquet"),
+                 "--quiet"]) == 0
+    assert "rows (item_id, rank, neighbour_id, score)" in capsys.readouterr().out
     assert main(["fit", "--data", str(prepared), "--out", str(tmp_path / "m"), "--epochs", "1", "--quiet"]) == 0
     assert "items x" in capsys.readouterr().out
     assert main(["evaluate", "--data", str(prepared), "--models", "pop", "-k", "5", "--quiet"]) == 0

@@ -39,7 +39,7 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--valid-days", type=float, default=None, help="validation days before them (default: --test-days)")
     s.add_argument("--test-fraction", type=float, default=None, help="instead of days: the latest fraction of sessions")
     s.add_argument("--valid-fraction", type=float, default=None, help="validation fraction (default: --test-fraction)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="print only the result line, not the breakdown")
     p.set_defaults(func=cmd_prepare)
 
 
@@ -131,14 +131,14 @@ def cmd_prepare(a: argparse.Namespace) -> int:
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     data.save(a.out)
-    if not a.quiet:
-        s = data.stats
+    s = data.stats
+    print(f"prepared {s['events_kept']:,} of {s['events_in']:,} events, {s['items']:,} items -> {a.out}")
+    if not a.quiet:  # --quiet keeps the result line, not the breakdown
         split = describe_split(s["split"]).replace(
             "test_days/valid_days or test_fraction/valid_fraction", "--test-days/--valid-days or --test-fraction"
         )
         print(
-            f"prepared {s['events_kept']:,} of {s['events_in']:,} events, {s['items']:,} items -> {a.out}\n"
-            + _removed_line(s["removed"], s["config"]) + "\n"
+            _removed_line(s["removed"], s["config"]) + "\n"
             + f"  split: {split}\n"
             + "\n".join(
                 f"  {n:5s} {s[n]['sessions']:7,} sessions {s[n]['events']:9,} events  mean length {s[n]['mean_length']}"

@@ -73,8 +73,7 @@ def cmd_explore(a: argparse.Namespace) -> int:
                         projection=a.projection, random_state=a.seed)
     if a.html:
         explorer.write_html(a.html)
-        if not a.quiet:
-            print(f"wrote {a.html} ({len(emb):,} items; opens offline)", flush=True)
+        print(f"wrote {a.html} ({len(emb):,} items; opens offline)", flush=True)
     if a.no_serve:
         return 0
     server = serve(explorer, host=a.host, port=a.port, quiet=a.quiet)

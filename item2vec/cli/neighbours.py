@@ -34,7 +34,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--ef", type=int, default=None)
     p.add_argument("--partitions", type=int, default=None, help="with --engine spark: tasks (default: Spark's parallelism)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI for models:/ (default $MLFLOW_TRACKING_URI)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="accepted like the other commands (no bars here); the result line stays")
     p.set_defaults(func=cmd_neighbours)
 
 
@@ -64,6 +64,5 @@ def cmd_neighbours(a: argparse.Namespace) -> int:
         with atomic_file(out, mode="wb") as fh:
             table.write_parquet(fh)
         n = table.height
-    if not a.quiet:
-        print(f"{n:,} rows (item_id, rank, neighbour_id, score): the {a.k} nearest of {len(emb):,} items -> {out}")
+    print(f"{n:,} rows (item_id, rank, neighbour_id, score): the {a.k} nearest of {len(emb):,} items -> {out}")
     return 0
