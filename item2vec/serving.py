@@ -264,8 +264,6 @@ class ServedModel:
         ValueError
             If ``k`` is not a positive integer.
         """
-        import pandas as pd
-
         k = check_k(k)
         frame = _to_frame(frame)
         has_item, has_session = "item_id" in frame.columns, "session" in frame.columns
@@ -314,7 +312,7 @@ class ServedModel:
         scores = np.round(scores, 6)
         valid = np.isfinite(scores)  # a filter that leaves fewer than k pads the row with -inf
         full = valid.all(axis=1)
-        for (pos, _), row_ids, row_scores, ok, is_full in zip(pending, ids, scores, valid, full):
+        for (pos, _), row_ids, row_scores, ok, is_full in zip(pending, ids, scores, valid, full, strict=True):
             if not is_full:
                 row_ids, row_scores = row_ids[ok], row_scores[ok]
             rows[pos] = {"query": "item_id", "item_ids": row_ids.tolist(), "scores": row_scores.tolist(),
