@@ -26,6 +26,7 @@ session entries that are null or unknown are skipped and counted in
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -263,8 +264,6 @@ class ServedModel:
         ValueError
             If ``k`` is not a positive integer.
         """
-        import pandas as pd
-
         k = check_k(k)
         frame = _to_frame(frame)
         has_item, has_session = "item_id" in frame.columns, "session" in frame.columns
@@ -273,27 +272,51 @@ class ServedModel:
                 f"expected a column 'item_id' (similar items) or 'session' (next items), got {list(frame.columns)}"
             )
         banned = self._ids(_as_list(filter_items))
-        rows = []
-        for rec in frame.to_dict(orient="records"):
-            session = rec.get("session") if has_session else None
+        columns = {c: frame[c].tolist() for c in ("item_id", "session") if c in frame.columns}
+        rows: list[dict[str, Any] | None] = []
+        pending: list[tuple[int, Any]] = []  # (answer row, known id): answered together below
+        for i in range(len(frame)):
+            session = columns["session"][i] if has_session else None
             if not _missing(session):
                 rows.append(self._answer_session(session, k, banned, bool(exclude_session)))
                 continue
-            item = rec.get("item_id") if has_item else None
+            item = columns["item_id"][i] if has_item else None
             if _missing(item):
+                rec = frame.iloc[[i]].to_dict(orient="records")[0]
                 raise DataError(f"a request row has neither an item_id nor a session: {rec!r}")
             # a list of ids in one cell ({"inputs": {"item_id": [a, b]}}): one flat answer row per id
             for one in _as_list(item):
-                rows.append(self._answer_item(one, k, banned))
-        return pd.DataFrame(rows, columns=["query", "item_ids", "scores", "unknown", "n_ignored"])
+                known = self._known_id(one)
+                if known is None:
+                    rows.append({"query": "item_id", "item_ids": [], "scores": [], "unknown": True, "n_ignored": 0})
+                else:
+                    pending.append((len(rows), known))
+                    rows.append(None)
+        if pending:
+            self._answer_items(pending, rows, k, banned)
+        return _answers_frame(rows)
 
-    def _answer_item(self, item: Any, k: int, banned: list[Any]) -> dict[str, Any]:
+    def _known_id(self, item: Any) -> Any:
+        """``item`` in this catalogue's spelling when the embeddings know it, else ``None``."""
         try:
-            ids, scores = self.similar_items(item, k, filter_items=banned)
+            known = self.to_id(item)
         except UnknownItemError:
-            return {"query": "item_id", "item_ids": [], "scores": [], "unknown": True, "n_ignored": 0}
-        return {"query": "item_id", "item_ids": ids.tolist(), "scores": np.round(scores, 6).tolist(),
-                "unknown": False, "n_ignored": 0}
+            return None
+        return known if known in self.embeddings else None
+
+    def _answer_items(
+        self, pending: list[tuple[int, Any]], rows: list[dict[str, Any] | None], k: int, banned: list[Any]
+    ) -> None:
+        """Fill ``rows[i]`` for every ``(i, id)`` of ``pending`` with one batched ``similar_items`` call."""
+        ids, scores = self.embeddings.similar_items([x for _, x in pending], k=k, filter_items=banned or None)
+        scores = np.round(scores, 6)
+        valid = np.isfinite(scores)  # a filter that leaves fewer than k pads the row with -inf
+        full = valid.all(axis=1)
+        for (pos, _), row_ids, row_scores, ok, is_full in zip(pending, ids, scores, valid, full, strict=True):
+            if not is_full:
+                row_ids, row_scores = row_ids[ok], row_scores[ok]
+            rows[pos] = {"query": "item_id", "item_ids": row_ids.tolist(), "scores": row_scores.tolist(),
+                         "unknown": False, "n_ignored": 0}
 
     def _answer_session(self, session: Any, k: int, banned: list[Any], exclude: bool) -> dict[str, Any]:
         entries = _as_list(session)
@@ -409,6 +432,38 @@ def _to_frame(data: Any) -> Any:
         "expected a table of requests (records with 'item_id' or 'session'), "
         f"got {type(data).__name__}"
     )
+
+
+ANSWER_COLUMNS = ["query", "item_ids", "scores", "unknown", "n_ignored"]
+
+
+@functools.cache
+def _text_dtype() -> Any:
+    """The dtype pandas gives a column of strings (``str`` in pandas 3, ``object`` before), built once."""
+    import pandas as pd
+
+    return pd.Series(["item_id"]).dtype
+
+
+def _answers_frame(rows: list[Any]) -> Any:
+    """The answer rows as a DataFrame, the dtypes ``pd.DataFrame(rows)`` would give, built column by column."""
+    import pandas as pd
+
+    if not rows:
+        return pd.DataFrame(rows, columns=ANSWER_COLUMNS)
+    lists = {}
+    for name in ("item_ids", "scores"):
+        col = np.empty(len(rows), dtype=object)
+        for i, r in enumerate(rows):
+            col[i] = r[name]
+        lists[name] = col
+    return pd.DataFrame({
+        "query": pd.array([r["query"] for r in rows], dtype=_text_dtype()),
+        "item_ids": lists["item_ids"],
+        "scores": lists["scores"],
+        "unknown": np.array([r["unknown"] for r in rows], dtype=bool),
+        "n_ignored": np.array([r["n_ignored"] for r in rows], dtype=np.int64),
+    }, copy=False)
 
 
 class ServedRecommender(Recommender):
