@@ -17,8 +17,8 @@ from typing import Any
 
 from item2vec.exceptions import OutputExistsError
 
-__all__ = ["CHECKSUMS", "atomic_dir", "atomic_file", "check_output", "json_default", "output_policy", "verify_checksums",
-           "write_checksums"]
+__all__ = ["CHECKSUMS", "atomic_dir", "atomic_file", "check_output", "json_default", "output_policy", "read_meta",
+           "verify_checksums", "write_checksums", "write_meta"]
 
 #: The file in a model directory that holds the sha256 of every other file in it.
 CHECKSUMS = "checksums.json"
@@ -258,6 +258,97 @@ def verify_checksums(root: str | os.PathLike[str]) -> None:
             raise CorruptModelError(f"{root / name}: missing; {CHECKSUMS} lists it")
         if _sha256(root / name) != digest:
             raise CorruptModelError(f"{root / name}: sha256 does not match {CHECKSUMS}; the file changed after saving")
+
+
+# ---------------------------------------------------------------------------
+# the versioned JSON file that says what a directory holds
+# ---------------------------------------------------------------------------
+def write_meta(
+    path: str | os.PathLike[str], kind: str | None, version: int, *, indent: int | None = 2, **fields: Any
+) -> dict[str, Any]:
+    """Write ``{"format_version": version, "kind": kind, **fields}`` as JSON to ``path``.
+
+    Every saved directory (embeddings, prepared data, next-item checkpoint,
+    served model, baselines) writes its description through this function,
+    so all of them share the key order and the reading rules of :func:`read_meta`.
+
+    Parameters
+    ----------
+    path : path-like
+        The file to write (inside the temporary directory of :func:`atomic_dir`).
+    kind : str or None
+        What the directory holds (``"item2vec.ItemEmbeddings"``); ``None`` writes no
+        ``kind`` key (prepared data, whose ``stats.json`` never had one).
+    version : int
+        The format version of the directory.
+    indent : int or None
+        JSON indentation; ``None`` writes one line.
+    **fields
+        The rest of the description, in the order given; values JSON cannot
+        hold are written as ``str``.
+
+    Returns
+    -------
+    dict
+        What was written.
+    """
+    meta: dict[str, Any] = {"format_version": version}
+    if kind is not None:
+        meta["kind"] = kind
+    meta.update(fields)
+    Path(path).write_text(json.dumps(meta, indent=indent, default=str))
+    return meta
+
+
+def read_meta(
+    path: str | os.PathLike[str], kind: str | None, versions: Iterable[int], what: str = "model"
+) -> dict[str, Any]:
+    """Read a file written by :func:`write_meta`, refusing another kind or format version.
+
+    Parameters
+    ----------
+    path : path-like
+        The file to read (``meta.json``, ``stats.json``, ``served.json``, ...).
+    kind : str or None
+        The ``kind`` expected; ``None`` checks none (prepared data).
+    versions : iterable of int
+        The format versions this item2vec reads.
+    what : str
+        What the directory holds, in words, for the message (``"served model"``).
+
+    Returns
+    -------
+    dict
+        The file's content.
+
+    Raises
+    ------
+    CorruptModelError
+        When the file is not a JSON object.
+    FormatVersionError
+        Naming the file, the kind and version found and the kind and versions
+        expected.
+    """
+    from item2vec.exceptions import CorruptModelError, FormatVersionError
+
+    p = Path(path)
+    try:
+        meta = json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise CorruptModelError(f"{p}: not readable JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise CorruptModelError(f"{p}: expected a JSON object, got {type(meta).__name__}")
+    wanted = sorted(set(versions))
+    found_kind, found_version = meta.get("kind"), meta.get("format_version")
+    if found_version not in wanted or (kind is not None and found_kind != kind):
+        found = f"{found_kind!r} " if kind is not None else ""
+        expected = f"{kind!r} " if kind is not None else ""
+        plural = "s" if len(wanted) > 1 else ""
+        raise FormatVersionError(
+            f"{p}: {what} {found}version {found_version!r}; "
+            f"this item2vec reads {what} {expected}version{plural} {' and '.join(map(str, wanted))}"
+        )
+    return meta
 
 
 def json_default(o: Any) -> Any:

@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from item2vec._io import atomic_dir
+from item2vec._io import atomic_dir, read_meta, write_meta
 from item2vec.base import Recommender
 from item2vec.data.vocab import ItemVocab
 from item2vec.exceptions import FormatVersionError, Item2VecError, NotFittedError
@@ -131,15 +131,14 @@ class _SavedBaseline:
                 sparse.append(key)
             elif isinstance(value, np.ndarray):
                 arrays[key] = value
-        meta = {"format_version": FORMAT_VERSION, "kind": KIND, "name": self.name,  # type: ignore[attr-defined]
-                "class": type(self).__name__, "params": self.get_params(),  # type: ignore[attr-defined]
-                "n_items": int(self.n_items_), "sparse": sparse,  # type: ignore[attr-defined]
-                "repeats_dropped": bool(self.repeats_dropped_)}  # type: ignore[attr-defined]
+        meta = {"name": self.name, "class": type(self).__name__,  # type: ignore[attr-defined]
+                "params": self.get_params(), "n_items": int(self.n_items_),  # type: ignore[attr-defined]
+                "sparse": sparse, "repeats_dropped": bool(self.repeats_dropped_)}  # type: ignore[attr-defined]
         with atomic_dir(path, marker="state.npz") as tmp:
             np.savez(tmp / "state.npz", allow_pickle=False, **arrays)
             if self.vocab is not None:
                 (tmp / "vocab.json").write_text(json.dumps(self.vocab.to_list()))
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+            write_meta(tmp / "meta.json", KIND, FORMAT_VERSION, **meta)
         return Path(path)
 
     @classmethod
@@ -161,12 +160,7 @@ def load_baseline(path: str | os.PathLike[str]) -> Recommender:
     p = Path(path)
     if not (p / "meta.json").exists():
         raise FileNotFoundError(f"{str(p)!r} is not a saved baseline directory (no meta.json)")
-    meta = json.loads((p / "meta.json").read_text())
-    if meta.get("kind") != KIND or meta.get("format_version") != FORMAT_VERSION:
-        raise FormatVersionError(
-            f"{p}: saved model {meta.get('kind')!r} version {meta.get('format_version')!r}; "
-            f"this item2vec reads {KIND!r} version {FORMAT_VERSION}"
-        )
+    meta = read_meta(p / "meta.json", KIND, (FORMAT_VERSION,), what="saved baseline")
     classes = {c.__name__: c for c in BASELINES.values()}
     if meta.get("class") not in classes:
         raise FormatVersionError(f"{p}: unknown baseline class {meta.get('class')!r}; expected one of {sorted(classes)}")

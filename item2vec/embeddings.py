@@ -29,7 +29,6 @@ from item2vec.data.vocab import ItemVocab
 from item2vec.exceptions import (
     DataError,
     EmptyDataError,
-    FormatVersionError,
     NotFittedError,
     OptionError,
 )
@@ -46,6 +45,7 @@ from item2vec.index import (
 __all__ = ["Item2Vec", "Item2VecConfig", "ItemEmbeddings"]
 
 FORMAT_VERSION = 2  # 2: checksums.json
+KIND = "item2vec.ItemEmbeddings"
 
 
 # ---------------------------------------------------------------------------
@@ -297,7 +297,7 @@ class ItemEmbeddings:
         in the batch job, not in the server that loads the model). Nothing is
         pickled; ``checksums.json`` holds the sha256 of every file.
         """
-        from item2vec._io import write_checksums
+        from item2vec._io import write_checksums, write_meta
 
         ann = "ann" in self._indexes or resolve_kind(self.index_kind, len(self)) == "ann"
         with atomic_dir(path, marker="vectors.npy") as tmp:
@@ -305,16 +305,14 @@ class ItemEmbeddings:
             (tmp / "ids.json").write_text(json.dumps(self.vocab.to_list()))
             if ann:
                 self.get_index("ann").save(tmp / "index")  # type: ignore[union-attr]
-            meta = {
-                "format_version": FORMAT_VERSION,
-                "kind": "item2vec.ItemEmbeddings",
-                "n_items": len(self),
-                "dim": self.dim,
-                "id_type": "int" if self.ids.dtype.kind in "iu" else "str",
-                "index_kind": self.index_kind,
-                "metadata": self.metadata,
-            }
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+            write_meta(
+                tmp / "meta.json", KIND, FORMAT_VERSION,
+                n_items=len(self),
+                dim=self.dim,
+                id_type="int" if self.ids.dtype.kind in "iu" else "str",
+                index_kind=self.index_kind,
+                metadata=self.metadata,
+            )
             write_checksums(tmp)
         return Path(path)
 
@@ -335,18 +333,14 @@ class ItemEmbeddings:
         CorruptModelError
             Naming the file that fails its checksum or does not match the others.
         """
-        from item2vec._io import verify_checksums
+        from item2vec._io import read_meta, verify_checksums
         from item2vec.exceptions import CorruptModelError
 
         p = Path(path)
         if not (p / "meta.json").exists():
             raise FileNotFoundError(f"{str(p)!r} is not an item2vec model directory (no meta.json)")
-        meta = _read_json(p / "meta.json", dict)
-        version = meta.get("format_version")
-        if version not in (1, FORMAT_VERSION):
-            raise FormatVersionError(
-                f"{p}: model format version {version!r}, this item2vec reads 1 and {FORMAT_VERSION}"
-            )
+        meta = read_meta(p / "meta.json", KIND, (1, FORMAT_VERSION), what="embeddings")
+        version = meta["format_version"]
         if version == FORMAT_VERSION:  # version 1 had no checksums
             verify_checksums(p)
         try:

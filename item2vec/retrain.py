@@ -902,22 +902,25 @@ def _score(job: _Job, name: str, model: Any, fit_seconds: float = 0.0) -> None:
 
 
 def _fit_candidates(job: _Job) -> dict[str, Any]:
-    """Fit the baselines and score every model; returns the models that can serve, by name."""
-    from item2vec.recommenders import Item2VecRecommender, make_recommender
+    """Fit the baselines and score every model; returns the models that can serve, by name.
+
+    Every model but the BiLSTM (trained by its own step) comes from the one registry,
+    :func:`item2vec.recommenders.fitted_models`; item2vec on the vectors of the ``item2vec`` step.
+    """
+    from item2vec.recommenders import fitted_models
 
     cfg, data = job.cfg, job.data
-    i2v_rec = Item2VecRecommender(embeddings=job.emb, vocab=data.vocab).fit(data.train, n_items=data.n_items)
-    servable: dict[str, Any] = {"item2vec": i2v_rec}
-    if job.next_model is not None:
-        servable["bilstm"] = job.next_model
+    names = [n for n in dict.fromkeys([*cfg.baselines, *[c for c in cfg.candidates if c != "bilstm"]])
+             if n != "item2vec"]
+    servable: dict[str, Any] = {}
     with _torch_threads(cfg.bilstm.get("num_threads")):
-        for name in dict.fromkeys([*cfg.baselines, *[c for c in cfg.candidates if c not in ("bilstm", "item2vec")]]):
-            t = time.perf_counter()
-            model = make_recommender(name).fit(data.train, n_items=data.n_items)
-            _score(job, name, model, time.perf_counter() - t)
+        for name, model, seconds in fitted_models(data, [*names, "item2vec"], embeddings=job.emb):
+            if name != "item2vec":  # item2vec is scored below, with the seconds its vectors took
+                _score(job, name, model, seconds)
             servable[name] = model
-        _score(job, "item2vec", i2v_rec, job.i2v.fit_seconds_)
+        _score(job, "item2vec", servable["item2vec"], job.i2v.fit_seconds_)
         if job.next_model is not None:
+            servable["bilstm"] = job.next_model
             _score(job, "bilstm", job.next_model, job.next_model.train_result_.seconds)
     return servable
 

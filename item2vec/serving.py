@@ -27,7 +27,6 @@ session entries that are null or unknown are skipped and counted in
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -36,11 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from item2vec._io import atomic_dir, verify_checksums, write_checksums
+from item2vec._io import atomic_dir, read_meta, verify_checksums, write_checksums, write_meta
 from item2vec.base import Recommender, align_rows, check_k
 from item2vec.data.vocab import ItemVocab
 from item2vec.embeddings import ItemEmbeddings
-from item2vec.exceptions import CorruptModelError, DataError, FormatVersionError, UnknownItemError
+from item2vec.exceptions import CorruptModelError, DataError, UnknownItemError
 from item2vec.index import normalize
 
 __all__ = ["ServedModel", "ServedRecommender", "is_null"]
@@ -337,9 +336,8 @@ class ServedModel:
             self.embeddings.save(tmp / "embeddings")
             if self.next_model is not None:
                 self.next_model.save(tmp / "next_model")
-            meta = {"format_version": FORMAT_VERSION, "kind": KIND, "id_type": self.id_type,
-                    "n_items": len(self.embeddings), "next_model": self.next_model is not None, "info": self.info}
-            (tmp / SERVED_JSON).write_text(json.dumps(meta, indent=2, default=str))
+            write_meta(tmp / SERVED_JSON, KIND, FORMAT_VERSION, id_type=self.id_type, n_items=len(self.embeddings),
+                       next_model=self.next_model is not None, info=self.info)
             write_checksums(tmp)
         return Path(path)
 
@@ -363,17 +361,7 @@ class ServedModel:
             return cls(ItemEmbeddings.load(p))
         if not (p / SERVED_JSON).exists():
             raise FileNotFoundError(f"{str(p)!r} is not a served-model directory (no {SERVED_JSON})")
-        try:
-            meta = json.loads((p / SERVED_JSON).read_text())
-        except (OSError, ValueError) as e:
-            raise CorruptModelError(f"{p / SERVED_JSON}: not readable JSON ({e})") from None
-        if not isinstance(meta, dict) or meta.get("format_version") not in (1, FORMAT_VERSION) \
-                or meta.get("kind") != KIND:
-            meta = meta if isinstance(meta, dict) else {}
-            raise FormatVersionError(
-                f"{p}: served model {meta.get('kind')!r} version {meta.get('format_version')!r}; "
-                f"this item2vec reads {KIND!r} versions 1 and {FORMAT_VERSION}"
-            )
+        meta = read_meta(p / SERVED_JSON, KIND, (1, FORMAT_VERSION), what="served model")
         legacy = meta["format_version"] == 1  # written before checksums; the next retrain replaces it
         if not legacy:
             verify_checksums(p)

@@ -368,3 +368,22 @@ def test_serve_option_is_checked():
         RetrainConfig(serve=["item2vec-mean"])
     with pytest.raises(ValueError, match="use_bilstm is false"):
         RetrainConfig(serve=["bilstm"], use_bilstm=False)
+
+
+def test_the_candidates_come_from_the_one_registry(daily, tmp_path, monkeypatch):
+    """retrain builds its candidates with recommenders.fitted_models, as `item2vec evaluate` does."""
+    import item2vec.recommenders as recommenders
+
+    calls: list[list[str]] = []
+    fitted = recommenders.fitted_models
+
+    def spy(data, names, **kw):
+        calls.append(list(names))
+        assert kw.get("embeddings") is not None  # item2vec on the vectors of the item2vec step, not a new fit
+        yield from fitted(data, names, **kw)
+
+    monkeypatch.setattr(recommenders, "fitted_models", spy)
+    folder, days = daily
+    r = run_retrain(folder, RetrainConfig.from_dict(CHOOSE), end=days[20], tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    assert calls == [["pop", "markov", "item2vec"]]
+    assert {"pop", "markov", "item2vec"} <= set(r.metrics) and set(r.validation) == {"item2vec", "pop", "markov"}

@@ -9,7 +9,6 @@ encode with an :class:`ItemVocab` built on the training split.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -20,12 +19,11 @@ import numpy as np
 import polars as pl
 
 from item2vec._config import DictConfig
-from item2vec._io import atomic_dir
+from item2vec._io import atomic_dir, read_meta, write_meta
 from item2vec.data.vocab import ItemVocab
 from item2vec.exceptions import (
     EmptyDataError,
     EmptySplitError,
-    FormatVersionError,
     MissingColumnError,
     OptionError,
     SplitWarning,
@@ -521,8 +519,7 @@ class SessionData:
                 ).write_parquet(tmp / f"{name}.parquet")
             if self.metadata is not None:
                 self.metadata.write_parquet(tmp / "metadata.parquet")
-            meta = {"format_version": FORMAT_VERSION, "stats": self.stats}
-            (tmp / "stats.json").write_text(json.dumps(meta, indent=2, default=str))
+            write_meta(tmp / "stats.json", None, FORMAT_VERSION, stats=self.stats)
         return Path(path)
 
     @classmethod
@@ -534,12 +531,7 @@ class SessionData:
                 f"{str(p)!r} is not a prepared-data directory (no stats.json); "
                 f"create one with `item2vec prepare`"
             )
-        meta = json.loads((p / "stats.json").read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise FormatVersionError(
-                f"{p}: prepared-data format version {meta.get('format_version')!r}, "
-                f"this item2vec reads version {FORMAT_VERSION}"
-            )
+        meta = read_meta(p / "stats.json", None, (FORMAT_VERSION,), what="prepared data")
         vocab = ItemVocab(pl.read_parquet(p / "vocab.parquet")["item_id"].to_numpy())
         splits = {}
         for name in ("train", "valid", "test"):

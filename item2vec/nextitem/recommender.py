@@ -9,7 +9,6 @@ initialises its item table from item2vec vectors (or randomly), trains it with t
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -354,13 +353,11 @@ class NextItemRecommender(Recommender):
         popularity as plain arrays; ``meta.json`` repeats the plain facts for
         people and tools; ``checksums.json`` the sha256 of every file.
         """
-        from item2vec._io import write_checksums
+        from item2vec._io import write_checksums, write_meta
 
         self._check_fitted()
         res: TrainResult = self.train_result_
         meta = {
-            "format_version": FORMAT_VERSION,
-            "kind": KIND,
             "n_items": self.n_items_,
             "repeats_dropped": self.repeats_dropped_,
             "config": self.config_.to_dict(),
@@ -378,8 +375,8 @@ class NextItemRecommender(Recommender):
         with atomic_dir(path, marker=CHECKPOINT) as tmp:
             with open(tmp / WEIGHTS, "wb") as fh:
                 np.savez(fh, allow_pickle=False, **arrays)
-            (tmp / CHECKPOINT).write_text(json.dumps(ckpt, default=str))
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+            write_meta(tmp / CHECKPOINT, KIND, FORMAT_VERSION, indent=None, **ckpt)
+            write_meta(tmp / "meta.json", KIND, FORMAT_VERSION, **meta)
             write_checksums(tmp)
         return Path(path)
 
@@ -399,7 +396,7 @@ class NextItemRecommender(Recommender):
         CorruptModelError
             Naming the file that fails its checksum or does not fit the model.
         """
-        from item2vec._io import verify_checksums
+        from item2vec._io import read_meta, verify_checksums
         from item2vec.exceptions import CorruptModelError
 
         p = Path(path)
@@ -411,16 +408,7 @@ class NextItemRecommender(Recommender):
                 "create one with `item2vec train-next`"
             )
         else:
-            try:
-                ckpt = json.loads((p / CHECKPOINT).read_text())
-            except (OSError, ValueError) as e:
-                raise CorruptModelError(f"{p / CHECKPOINT}: not readable JSON ({e})") from None
-            if not isinstance(ckpt, dict) or ckpt.get("format_version") != FORMAT_VERSION or ckpt.get("kind") != KIND:
-                ckpt = ckpt if isinstance(ckpt, dict) else {}
-                raise FormatVersionError(
-                    f"{p}: checkpoint {ckpt.get('kind')!r} version {ckpt.get('format_version')!r}; "
-                    f"this item2vec reads {KIND!r} version {FORMAT_VERSION}"
-                )
+            ckpt = read_meta(p / CHECKPOINT, KIND, (FORMAT_VERSION,), what="checkpoint")
             verify_checksums(p)
             try:
                 with np.load(p / WEIGHTS, allow_pickle=False) as z:
