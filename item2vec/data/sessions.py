@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -588,6 +589,46 @@ def session_rules(seqs: list[Any], cfg: PrepareConfig) -> tuple[list[np.ndarray]
     return sessions, counts
 
 
+def finish_splits(
+    encoded: Iterable[tuple[str, int, int, list[Any]]],
+    cfg: PrepareConfig,
+    removed: dict[str, Any],
+    split: dict[str, Any],
+    split_opts: tuple[str, ...],
+) -> dict[str, list[np.ndarray]]:
+    """Apply :func:`session_rules` to each encoded split and count what it removed (both engines).
+
+    ``encoded`` yields ``(split name, sessions in it, events in it, sessions as lists of
+    indices with the items unseen in training left out)``. ``removed`` gains
+    ``unseen_items`` and ``length_cap``.
+
+    Raises
+    ------
+    EmptySplitError
+        When no test session is left.
+    """
+    out: dict[str, list[np.ndarray]] = {}
+    unseen = {"events": 0, "sessions": 0}
+    cap = {"events": 0, "sessions": 0}
+    for name_, n_part, n_events, seqs in encoded:
+        sessions, c = session_rules(seqs, cfg)
+        unseen["sessions"] += n_part - len(seqs) + c["short_sessions"]
+        cap["events"] += c["capped_events"]
+        cap["sessions"] += c["capped_sessions"]
+        # besides unseen items: the repeats and too-short sessions their removal leaves
+        unseen["events"] += n_events - c["kept_events"] - c["capped_events"]
+        out[name_] = sessions
+    removed["unseen_items"] = unseen
+    removed["length_cap"] = cap
+    if not out["test"]:
+        raise EmptySplitError(
+            f"prepare: no test session of length >= {cfg.min_session_length} is left ({describe_split(split)}; "
+            "test items unseen in training are dropped); raise " + " / ".join(split_opts) + " or check the data",
+            options=split_opts,
+        )
+    return out
+
+
 def prepare(
     events: Any,
     config: PrepareConfig | None = None,
@@ -730,30 +771,16 @@ def prepare(
     vocab = ItemVocab(counts["item_id"].to_numpy())
     lookup = pl.DataFrame({"item_id": vocab.ids, "idx": np.arange(1, len(vocab) + 1, dtype=np.int32)})
 
-    out: dict[str, list[np.ndarray]] = {}
-    unseen = {"events": 0, "sessions": 0}
-    cap = {"events": 0, "sessions": 0}
-    for name_ in ("train", "valid", "test"):
-        part = grouped.filter(pl.col("split") == name_).select("session_id", "start", "item_id")
-        flat = part.with_row_index("_s").explode("item_id").join(lookup, on="item_id", how="left", maintain_order="left")
-        n_events = flat.height
-        flat = flat.filter(pl.col("idx").is_not_null())  # items unseen in train
-        seqs = flat.group_by("_s", maintain_order=True).agg(pl.col("idx"))["idx"].to_list()
-        sessions, c = session_rules(seqs, cfg)
-        unseen["sessions"] += part.height - len(seqs) + c["short_sessions"]
-        cap["events"] += c["capped_events"]
-        cap["sessions"] += c["capped_sessions"]
-        # besides unseen items: the repeats and too-short sessions their removal leaves
-        unseen["events"] += n_events - c["kept_events"] - c["capped_events"]
-        out[name_] = sessions
-    removed["unseen_items"] = unseen
-    removed["length_cap"] = cap
-    if not out["test"]:
-        raise EmptySplitError(
-            f"prepare: no test session of length >= {cfg.min_session_length} is left ({describe_split(split)}; "
-            "test items unseen in training are dropped); raise " + " / ".join(split_opts) + " or check the data",
-            options=split_opts,
-        )
+    def encoded() -> Iterator[tuple[str, int, int, list[Any]]]:
+        for name_ in ("train", "valid", "test"):
+            part = grouped.filter(pl.col("split") == name_).select("session_id", "start", "item_id")
+            flat = part.with_row_index("_s").explode("item_id").join(lookup, on="item_id", how="left",
+                                                                      maintain_order="left")
+            n_events = flat.height
+            flat = flat.filter(pl.col("idx").is_not_null())  # items unseen in train
+            yield name_, part.height, n_events, flat.group_by("_s", maintain_order=True).agg(pl.col("idx"))["idx"].to_list()
+
+    out = finish_splits(encoded(), cfg, removed, split, split_opts)
     stats: dict[str, Any] = {
         "name": name,
         "events_in": n_raw,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ from item2vec.data.sessions import (
     _split_size_warnings,
     _split_stats,
     describe_split,
-    session_rules,
+    finish_splits,
 )
 from item2vec.data.vocab import ItemVocab
 from item2vec.exceptions import (
@@ -321,27 +322,13 @@ def prepare_spark(
     )
     sizes = {r["split"]: (int(r["sessions"]), int(r["events"])) for r in grouped.groupBy("split").agg(
         F.count("*").alias("sessions"), F.sum(F.size("items")).alias("events")).collect()}
-    out: dict[str, list[np.ndarray]] = {}
-    unseen = {"events": 0, "sessions": 0}
-    cap = {"events": 0, "sessions": 0}
-    for name_ in ("train", "valid", "test"):
-        n_part, n_events = sizes.get(name_, (0, 0))
-        table = encoded.filter(F.col("split") == name_).orderBy("start", "sid").select("idx").toArrow()
-        seqs = table.column("idx").to_pylist()
-        sessions, c = session_rules(seqs, cfg)
-        unseen["sessions"] += n_part - len(seqs) + c["short_sessions"]
-        cap["events"] += c["capped_events"]
-        cap["sessions"] += c["capped_sessions"]
-        unseen["events"] += n_events - c["kept_events"] - c["capped_events"]
-        out[name_] = sessions
-    removed["unseen_items"] = unseen
-    removed["length_cap"] = cap
-    if not out["test"]:
-        raise EmptySplitError(
-            f"prepare: no test session of length >= {cfg.min_session_length} is left ({describe_split(split)}; "
-            "test items unseen in training are dropped); raise " + " / ".join(split_opts) + " or check the data",
-            options=split_opts,
-        )
+    def parts() -> Iterator[tuple[str, int, int, list[Any]]]:
+        for name_ in ("train", "valid", "test"):
+            n_part, n_events = sizes.get(name_, (0, 0))
+            table = encoded.filter(F.col("split") == name_).orderBy("start", "sid").select("idx").toArrow()
+            yield name_, n_part, n_events, table.column("idx").to_pylist()
+
+    out = finish_splits(parts(), cfg, removed, split, split_opts)
     stats: dict[str, Any] = {
         "name": name,
         "events_in": n_raw,
