@@ -319,7 +319,7 @@ class ItemEmbeddings:
         CorruptModelError
             Naming the file that fails its checksum or does not match the others.
         """
-        from item2vec._io import read_meta, verify_checksums
+        from item2vec._io import read_json, read_meta, verify_checksums
         from item2vec.exceptions import CorruptModelError
 
         p = Path(path)
@@ -337,7 +337,7 @@ class ItemEmbeddings:
             raise CorruptModelError(
                 f"{p / 'vectors.npy'}: expected a non-empty 2-D float array, got shape {vectors.shape} {vectors.dtype}"
             )
-        id_list = _read_json(p / "ids.json", list)
+        id_list = read_json(p / "ids.json", list)
         n_items, dim = meta.get("n_items", vectors.shape[0]), meta.get("dim", vectors.shape[1])
         if len(id_list) != n_items:
             raise CorruptModelError(f"{p / 'ids.json'}: {len(id_list)} ids, meta.json says n_items={n_items}")
@@ -532,17 +532,3 @@ class ItemEmbeddings:
 def _tsv_cell(value: Any) -> str:
     """One cell of a projector TSV: tabs, newlines and runs of spaces become one space."""
     return " ".join(str("" if value is None else value).split())
-
-
-
-def _read_json(path: Path, kind: type) -> Any:
-    """A JSON file of a model directory, as ``kind``; :class:`CorruptModelError` naming it otherwise."""
-    from item2vec.exceptions import CorruptModelError
-
-    try:
-        out = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise CorruptModelError(f"{path}: not readable JSON ({e})") from None
-    if not isinstance(out, kind):
-        raise CorruptModelError(f"{path}: expected a JSON {kind.__name__}, got {type(out).__name__}")
-    return out
