@@ -237,21 +237,17 @@ def _filter_support_counted(
     """:func:`filter_support` and what each of its two filters removed."""
     rare = {"events": 0, "items": 0}
     short = {"events": 0, "sessions": 0}
+    # (column, least events per value, the counts of what it removed, their unit): items first
+    rules = [rule for rule in (("item_id", min_item_support, rare, "items"),
+                               ("session_id", min_session_length, short, "sessions")) if rule[1] > 1]
     while True:
         before = events.height
-        if min_item_support > 1:
-            keep = pl.len().over("item_id") >= min_item_support
+        for column, least, counts, unit in rules:
+            keep = pl.len().over(column) >= least
             gone = events.filter(~keep)
             if gone.height:
-                rare["events"] += gone.height
-                rare["items"] += gone["item_id"].n_unique()
-                events = events.filter(keep)
-        if min_session_length > 1:
-            keep = pl.len().over("session_id") >= min_session_length
-            gone = events.filter(~keep)
-            if gone.height:
-                short["events"] += gone.height
-                short["sessions"] += gone["session_id"].n_unique()
+                counts["events"] += gone.height
+                counts[unit] += gone[column].n_unique()
                 events = events.filter(keep)
         if events.height == before:
             return events, {"rare_items": rare, "short_sessions": short}
