@@ -17,7 +17,7 @@ from typing import Any
 
 from item2vec.exceptions import OutputExistsError
 
-__all__ = ["CHECKSUMS", "atomic_dir", "atomic_file", "check_output", "json_default", "output_policy", "read_meta",
+__all__ = ["CHECKSUMS", "atomic_dir", "atomic_file", "check_output", "json_default", "output_policy", "read_json", "read_meta",
            "verify_checksums", "write_checksums", "write_meta"]
 
 #: The file in a model directory that holds the sha256 of every other file in it.
@@ -300,6 +300,21 @@ def write_meta(
     return meta
 
 
+def read_json(path: str | os.PathLike[str], kind: type = dict) -> Any:
+    """A JSON file of a saved directory, as ``kind``; :class:`CorruptModelError` naming the file otherwise."""
+    from item2vec.exceptions import CorruptModelError
+
+    p = Path(path)
+    try:
+        out = json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise CorruptModelError(f"{p}: not readable JSON ({e})") from None
+    if not isinstance(out, kind):
+        raise CorruptModelError(f"{p}: expected a JSON {'object' if kind is dict else kind.__name__}, "
+                                f"got {type(out).__name__}")
+    return out
+
+
 def read_meta(
     path: str | os.PathLike[str], kind: str | None, versions: Iterable[int], what: str = "model"
 ) -> dict[str, Any]:
@@ -329,15 +344,10 @@ def read_meta(
         Naming the file, the kind and version found and the kind and versions
         expected.
     """
-    from item2vec.exceptions import CorruptModelError, FormatVersionError
+    from item2vec.exceptions import FormatVersionError
 
     p = Path(path)
-    try:
-        meta = json.loads(p.read_text())
-    except (OSError, ValueError) as e:
-        raise CorruptModelError(f"{p}: not readable JSON ({e})") from None
-    if not isinstance(meta, dict):
-        raise CorruptModelError(f"{p}: expected a JSON object, got {type(meta).__name__}")
+    meta = read_json(p)
     wanted = sorted(set(versions))
     found_kind, found_version = meta.get("kind"), meta.get("format_version")
     if found_version not in wanted or (kind is not None and found_kind != kind):

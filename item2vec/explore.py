@@ -37,6 +37,7 @@ import numpy as np
 from item2vec._io import atomic_file
 from item2vec.embeddings import ItemEmbeddings
 from item2vec.exceptions import DataError, MissingColumnError, OptionError, UnknownItemError
+from item2vec.index import ExactIndex
 
 __all__ = ["FILE_MAX_ITEMS", "Explorer", "read_metadata", "serve"]
 
@@ -317,7 +318,7 @@ class Explorer:
 
     def _neighbour_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         k = min(self.k_max, len(self.embeddings) - 1)
-        found, scores = self.embeddings.get_index("exact").neighbours(rows, k)
+        found, scores = ExactIndex(self.embeddings.unit).neighbours(rows, k)  # the page's answers are exact
         return found, scores
 
     def html(self, mode: Literal["api", "file"] = "file") -> str:

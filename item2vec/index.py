@@ -59,7 +59,7 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
 
     A float32 matrix whose rows are already unit (or zero) comes back as it is, not
     copied, so indexes built on :attr:`ItemEmbeddings.unit
-    <item2vec.embeddings.ItemEmbeddings.unit>` share that one matrix.
+    <item2vec.vectors.ItemEmbeddings.unit>` share that one matrix.
     """
     v = np.asarray(vectors, dtype=np.float32)
     if v.ndim != 2:
@@ -110,7 +110,7 @@ def ann_available() -> bool:
 
 
 class Index(Protocol):
-    """What :class:`~item2vec.embeddings.ItemEmbeddings` calls on an index.
+    """What :class:`~item2vec.vectors.ItemEmbeddings` calls on an index.
 
     Both answer with shape ``(B, min(k, n))``; when a filter leaves fewer rows than
     that, the missing places get score ``-inf`` (and an arbitrary row) and sort last.
@@ -146,7 +146,7 @@ class ExactIndex:
     ----------
     vectors : ndarray, shape (n, d)
         Item vectors (any scale: they are normalised here; a float32 matrix of unit
-        rows, such as :attr:`ItemEmbeddings.unit <item2vec.embeddings.ItemEmbeddings.unit>`,
+        rows, such as :attr:`ItemEmbeddings.unit <item2vec.vectors.ItemEmbeddings.unit>`,
         is used as it is, not copied).
     block_cells : int, optional
         Bound on the floats of one (queries x items) score block; a batch is
@@ -194,7 +194,7 @@ class ExactIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` rows for the index's own ``rows``, each row excluded from its own answer.
 
-        What :meth:`~item2vec.embeddings.ItemEmbeddings.similar_items` asks; otherwise
+        What :meth:`~item2vec.vectors.ItemEmbeddings.similar_items` asks; otherwise
         the contract of :meth:`search`.
         """
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)

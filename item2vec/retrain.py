@@ -38,6 +38,7 @@ module; configs live in ``pipelines/configs/``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import json
 import logging
@@ -60,9 +61,13 @@ from item2vec._config import DictConfig
 from item2vec.exceptions import DataError, EmptyDataError, Item2VecError
 
 if TYPE_CHECKING:
+    from item2vec.data import PrepareConfig
+    from item2vec.embeddings import Item2VecConfig
+    from item2vec.nextitem.model import NextItemConfig
+    from item2vec.nextitem.train import TrainConfig
     from item2vec.registry import Champion, Decision
 
-__all__ = ["RetrainConfig", "RetrainError", "RetrainReport", "SERVABLE", "STEPS", "check_days", "format_report",
+__all__ = ["BiLSTMConfig", "RetrainConfig", "RetrainError", "RetrainReport", "SERVABLE", "STEPS", "check_days", "format_report",
            "load_config", "neighbour_stability", "read_window", "reap_dead_runs", "run_retrain"]
 
 log = logging.getLogger(__name__)
@@ -87,8 +92,80 @@ class RetrainError(Item2VecError, RuntimeError):
 # configuration
 # ---------------------------------------------------------------------------
 @dataclass
+class BiLSTMConfig(DictConfig):
+    """The ``[bilstm]`` section: :class:`~item2vec.nextitem.NextItemRecommender`'s options as one flat table.
+
+    The table mixes the recommender's own options (``init``, ``freeze``,
+    ``valid_fraction``), :class:`~item2vec.nextitem.model.NextItemConfig` fields
+    (the architecture; ``n_items`` comes from the data) and
+    :class:`~item2vec.nextitem.train.TrainConfig` fields (the optimisation), as
+    ``NextItemRecommender(**table)`` takes them; :meth:`from_dict` sorts them into
+    ``config`` and ``train_config`` and :meth:`to_dict` flattens them back.
+
+    Attributes
+    ----------
+    init : {"item2vec", "random"}
+    freeze : bool
+    valid_fraction : float
+    config : NextItemConfig
+    train_config : TrainConfig
+    """
+
+    _label = "bilstm option"
+
+    init: str = "item2vec"
+    freeze: bool = False
+    valid_fraction: float = 0.1
+    config: NextItemConfig = None  # type: ignore[assignment]
+    train_config: TrainConfig = None  # type: ignore[assignment]
+
+    _OWN = ("init", "freeze", "valid_fraction")
+
+    def __post_init__(self) -> None:
+        from item2vec.nextitem.model import NextItemConfig
+        from item2vec.nextitem.train import TrainConfig
+
+        self.config = self.config if self.config is not None else NextItemConfig()
+        self.train_config = self.train_config if self.train_config is not None else TrainConfig()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], vector_size: int | None = None) -> BiLSTMConfig:
+        """The section from its flat table; unknown keys are refused.
+
+        With ``init="item2vec"`` and no ``embedding_dim``, the table is as wide as
+        the vectors (``vector_size``): what the recommender builds from them, no projection.
+        """
+        from item2vec.nextitem.model import NextItemConfig
+        from item2vec.nextitem.train import TrainConfig
+
+        model = {f.name for f in fields(NextItemConfig)} - {"n_items"}
+        train = {f.name for f in fields(TrainConfig)}
+        unknown = set(d) - model - train - set(cls._OWN)
+        if unknown:
+            raise ValueError(f"unknown {cls._label}(s) {sorted(unknown)}; expected some of "
+                             f"{sorted(model | train | set(cls._OWN))}")
+        arch = {k: v for k, v in d.items() if k in model}
+        if vector_size is not None and d.get("init", "item2vec") == "item2vec":
+            arch.setdefault("embedding_dim", vector_size)
+        return cls(**{k: d[k] for k in cls._OWN if k in d}, config=NextItemConfig.from_dict(arch),
+                   train_config=TrainConfig.from_dict({k: v for k, v in d.items() if k in train}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat table, every field written out (``n_items`` left to the data)."""
+        return {**{k: getattr(self, k) for k in self._OWN},
+                **{k: v for k, v in self.config.to_dict().items() if k != "n_items"},
+                **self.train_config.to_dict()}
+
+
+@dataclass
 class RetrainConfig(DictConfig):
     """What one retraining run does; round-trips to a nested dict (TOML / JSON config files).
+
+    :meth:`from_dict` builds the typed sections from the config file's tables (a
+    dict given to the constructor is converted the same way) and refuses unknown
+    keys, naming the section; :meth:`to_dict` gives back the nested dict, every
+    default written out, which :meth:`from_dict` reads back to an equal config.
+    The retraining report's ``config`` is that dict: a run can be repeated from it.
 
     Attributes
     ----------
@@ -99,15 +176,17 @@ class RetrainConfig(DictConfig):
     format : str
         Event-log format (see :func:`item2vec.data.read_events`).
     read : dict
-        Reader options (``session = "invoice"``, column names for csv ...).
-    prepare : dict
-        :class:`~item2vec.data.PrepareConfig` options; ``test_days`` is the held-out window.
-    item2vec : dict
-        :class:`~item2vec.embeddings.Item2VecConfig` options.
+        Reader options (``session = "invoice"``, column names for csv ...), passed as
+        keywords to :func:`item2vec.data.read_events`; a dict because each format's
+        reader takes its own keywords (there is no one reader config to type them with).
+    prepare : PrepareConfig
+        How sessions are built and split; ``test_days`` is the held-out window.
+    item2vec : Item2VecConfig
+        The item2vec hyperparameters.
     warm_start : bool
         Start item2vec from the champion's vectors (items it knows; same size needed).
-    bilstm : dict
-        :class:`~item2vec.nextitem.NextItemRecommender` options (``epochs``, ``hidden_size`` ...).
+    bilstm : BiLSTMConfig
+        The next-item model's options, one flat table (``epochs``, ``hidden_size`` ...).
     use_bilstm : bool
         Train and serve the BiLSTM; off: the served model answers sessions with
         the last item's item2vec neighbours.
@@ -141,10 +220,10 @@ class RetrainConfig(DictConfig):
     experiment: str = "item2vec-retrain"
     format: str = "csv"
     read: dict[str, Any] = field(default_factory=dict)
-    prepare: dict[str, Any] = field(default_factory=lambda: {"test_days": 1.0, "valid_days": 1.0})
-    item2vec: dict[str, Any] = field(default_factory=dict)
+    prepare: PrepareConfig = field(default_factory=lambda: {"test_days": 1.0, "valid_days": 1.0})  # type: ignore[assignment]
+    item2vec: Item2VecConfig = field(default_factory=dict)  # type: ignore[assignment]
     warm_start: bool = True
-    bilstm: dict[str, Any] = field(default_factory=lambda: {"epochs": 5, "patience": 2, "num_threads": 1})
+    bilstm: BiLSTMConfig = field(default_factory=lambda: {"epochs": 5, "patience": 2, "num_threads": 1})  # type: ignore[assignment]
     use_bilstm: bool = True
     baselines: list[str] = field(default_factory=lambda: ["pop", "markov"])
     serve: str | list[str] = "auto"
@@ -161,13 +240,22 @@ class RetrainConfig(DictConfig):
         from item2vec.embeddings import Item2VecConfig
         from item2vec.registry import check_model_name
 
-        PrepareConfig.from_dict(self.prepare)
-        Item2VecConfig.from_dict(self.item2vec)
+        if isinstance(self.prepare, dict):
+            self.prepare = PrepareConfig.from_dict(self.prepare)
+        if isinstance(self.item2vec, dict):
+            self.item2vec = Item2VecConfig.from_dict(self.item2vec)
+        if isinstance(self.bilstm, dict):
+            self.bilstm = BiLSTMConfig.from_dict(self.bilstm, vector_size=self.item2vec.vector_size)
         check_model_name(self.model_name)  # refused before any training, not at `register`
         self.gating_k  # noqa: B018 - validates the metric name
         if self.k <= 0 or self.stability_k <= 0:
             raise ValueError(f"k and stability_k must be positive, got {self.k}, {self.stability_k}")
         self.candidates  # noqa: B018 - validates serve
+
+    def to_dict(self) -> dict[str, Any]:
+        """The nested dict of the config file, every section's defaults written out."""
+        return {f.name: (v.to_dict() if isinstance(v := getattr(self, f.name), DictConfig) else copy.deepcopy(v))
+                for f in fields(self)}
 
     @property
     def candidates(self) -> list[str]:
@@ -323,12 +411,12 @@ def neighbour_stability(new: Any, old: Any, k: int = 10, max_items: int = 2000, 
     if len(common) <= k:
         out[f"overlap@{k}"] = float("nan")
         return out
-    a = ItemEmbeddings(common, new.vectors[new.vocab.indices(common) - 1])
-    b = ItemEmbeddings(common, old.vectors[old.vocab.indices(common) - 1])
+    a = ItemEmbeddings(common, new.vectors[new.vocab.indices(common) - 1]).use_index("exact")
+    b = ItemEmbeddings(common, old.vectors[old.vocab.indices(common) - 1]).use_index("exact")
     rng = np.random.default_rng(random_state)
     queries = common if len(common) <= max_items else [common[i] for i in rng.choice(len(common), max_items, replace=False)]
-    ia, _ = a.similar_items(queries, k=k, index="exact")
-    ib, _ = b.similar_items(queries, k=k, index="exact")
+    ia, _ = a.similar_items(queries, k=k)
+    ib, _ = b.similar_items(queries, k=k)
     overlap = [len(set(x.tolist()) & set(y.tolist())) / k for x, y in zip(ia, ib, strict=True)]
     out[f"overlap@{k}"] = float(np.mean(overlap))
     return out
@@ -807,10 +895,10 @@ def _read(job: _Job) -> tuple[pl.DataFrame, pl.DataFrame | None]:
 def _prepare(job: _Job, events: pl.DataFrame, metadata: pl.DataFrame | None) -> None:
     """Step ``prepare``: sessions and the train / validation / test split; logs the config and the data."""
     from item2vec import tracking
-    from item2vec.data import PrepareConfig, prepare
+    from item2vec.data import prepare
 
     start, end = job.start, job.end
-    job.data = prepare(events, PrepareConfig.from_dict(job.cfg.prepare), metadata=metadata,
+    job.data = prepare(events, job.cfg.prepare, metadata=metadata,
                        name=Path(str(job.events)).name + (f"[{start or ''}..{end or ''}]" if start or end else ""))
     job.report.dataset = job.data.stats
     tracking.log_params(job.cfg.to_dict(), prefix="config")
@@ -838,17 +926,17 @@ def _item2vec(job: _Job) -> None:
     import mlflow
 
     from item2vec import tracking
-    from item2vec.embeddings import Item2Vec, Item2VecConfig
+    from item2vec.embeddings import Item2Vec
 
     cfg, data, init = job.cfg, job.data, None
     if cfg.warm_start and job.champion is not None:
-        want = Item2VecConfig.from_dict(cfg.item2vec).vector_size
+        want = cfg.item2vec.vector_size
         if job.champion.embeddings.dim == want:
             init = job.champion.embeddings
         else:
             log.warning("no warm start: the champion's vectors have size %d, this config %d",
                         job.champion.embeddings.dim, want)
-    job.i2v = i2v = Item2Vec(show_progress=job.show_progress, **cfg.item2vec).fit(data.decode(data.train), init=init)
+    job.i2v = i2v = Item2Vec(cfg.item2vec, show_progress=job.show_progress).fit(data.decode(data.train), init=init)
     job.emb = i2v.embeddings_
     job.emb.metadata.update({"dataset": data.stats.get("name"), "time_range": data.stats.get("time_range")})
     for epoch, loss in enumerate(i2v.loss_history_, start=1):
@@ -867,9 +955,10 @@ def _bilstm(job: _Job) -> None:
     from item2vec.nextitem import NextItemRecommender
 
     data = job.data
-    params = {"show_progress": job.show_progress, **job.cfg.bilstm}
-    model = NextItemRecommender(embeddings=job.emb, vocab=data.vocab, callback=tracking.epoch_logger("bilstm"),
-                                **params)
+    b = job.cfg.bilstm
+    model = NextItemRecommender(embeddings=job.emb, vocab=data.vocab, init=b.init, freeze=b.freeze,  # type: ignore[arg-type]
+                                valid_fraction=b.valid_fraction, callback=tracking.epoch_logger("bilstm"),
+                                config=b.config, train_config=b.train_config, show_progress=job.show_progress)
     model.fit(data.train, n_items=data.n_items, valid=data.valid if data.valid else None)
     r = model.train_result_
     tracking.log_metrics({"best_epoch": r.best_epoch, "epochs_run": r.epochs_run, "train_seconds": r.seconds},
@@ -913,7 +1002,7 @@ def _fit_candidates(job: _Job) -> dict[str, Any]:
     names = [n for n in dict.fromkeys([*cfg.baselines, *[c for c in cfg.candidates if c != "bilstm"]])
              if n != "item2vec"]
     servable: dict[str, Any] = {}
-    with _torch_threads(cfg.bilstm.get("num_threads")):
+    with _torch_threads(cfg.bilstm.train_config.num_threads):
         for name, model, seconds in fitted_models(data, [*names, "item2vec"], embeddings=job.emb):
             if name != "item2vec":  # item2vec is scored below, with the seconds its vectors took
                 _score(job, name, model, seconds)
@@ -932,7 +1021,7 @@ def _serve(job: _Job, servable: dict[str, Any]) -> Any:
     from item2vec import registry, tracking
 
     cfg, data, report = job.cfg, job.data, job.report
-    with _torch_threads(cfg.bilstm.get("num_threads")):
+    with _torch_threads(cfg.bilstm.train_config.num_threads):
         name, validation, choice = _choose_served(cfg.candidates, servable, data.valid,
                                                   lambda m, p: _measure(m, p, cfg), cfg.gating_metric)
     report.served_model, report.validation, report.served_choice = name, validation, choice
@@ -952,7 +1041,7 @@ def _gate(job: _Job) -> None:
     from item2vec.registry import Champion, decide
 
     cfg, data, report = job.cfg, job.data, job.report
-    with _torch_threads(cfg.bilstm.get("num_threads")):
+    with _torch_threads(cfg.bilstm.train_config.num_threads):
         _score(job, "challenger", job.served.recommender(data.vocab).fit(data.train, n_items=data.n_items))
         if job.champion is not None:
             _score(job, "champion", job.champion.recommender(data.vocab).fit(data.train, n_items=data.n_items))
@@ -1050,7 +1139,7 @@ def _regate(job: _Job) -> None:
     gate = None
     if now_version is not None:
         current = registry.load(f"models:/{cfg.model_name}/{now_version}", tracking_uri=job.uri)
-        with _torch_threads(cfg.bilstm.get("num_threads")):
+        with _torch_threads(cfg.bilstm.train_config.num_threads):
             res = _measure(current.recommender(data.vocab).fit(data.train, n_items=data.n_items), job.prefixes, cfg)
         job.results["champion"] = {**res, "fit_seconds": 0.0}
         gate = Champion(now_version, float(res[cfg.gating_metric]))

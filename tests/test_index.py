@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 import item2vec.index as index_mod
+from item2vec._io import write_checksums
 from item2vec.embeddings import ItemEmbeddings
 from item2vec.index import (
     ExactIndex,
@@ -194,43 +197,98 @@ def emb():
     return ItemEmbeddings.from_vectors([f"i{i}" for i in range(len(x))], x, index="ann", num_threads=1)
 
 
-def test_embeddings_ann_agrees_with_exact(emb):
+@pytest.fixture(scope="module")
+def emb_exact(emb):
+    """The same vectors searched exactly: an ItemEmbeddings holds one index."""
+    return ItemEmbeddings(emb.vocab, emb.vectors).use_index("exact")
+
+
+def test_embeddings_ann_agrees_with_exact(emb, emb_exact):
     queries = [f"i{i}" for i in range(0, 2000, 40)]
-    ids_a, sc_a = emb.similar_items(queries, k=10, index="ann")
-    ids_e, sc_e = emb.similar_items(queries, k=10, index="exact")
+    ids_a, sc_a = emb.similar_items(queries, k=10)
+    ids_e, sc_e = emb_exact.similar_items(queries, k=10)
     assert ids_a.shape == ids_e.shape == (len(queries), 10)
     assert recall(ids_a, ids_e) >= 0.95
     for q, row in zip(queries, ids_a, strict=True):
         assert q not in row
-    assert emb.index_kind == "ann" and isinstance(emb.index, HNSWIndex)
+    assert emb.index.kind == "ann" and isinstance(emb.index, HNSWIndex)
 
 
-def test_embeddings_ann_filter_and_single(emb):
-    ids_e, _ = emb.similar_items("i7", k=10, index="exact")
+def test_embeddings_ann_filter_and_single(emb, emb_exact):
+    ids_e, _ = emb_exact.similar_items("i7", k=10)
     banned = list(ids_e[:5]) + ["not-an-item"]
-    ids, scores = emb.similar_items("i7", k=10, filter_items=banned, index="ann")
+    ids, scores = emb.similar_items("i7", k=10, filter_items=banned)
     assert ids.ndim == 1 and len(ids) == 10
     assert not set(ids) & set(banned) and "i7" not in ids
     assert set(ids_e[5:]) <= set(ids) | set(ids_e[5:][:1])  # at most one neighbour lost
 
 
 def test_embeddings_missing_ignore_with_ann(emb):
-    ids, scores = emb.similar_items(["i1", "nope"], k=3, missing="ignore", index="ann")
+    assert emb.index.kind == "ann"
+    ids, scores = emb.similar_items(["i1", "nope"], k=3, missing="ignore")
     assert ids.shape == (2, 3) and np.isnan(scores[1]).all() and np.isfinite(scores[0]).all()
     with pytest.raises(KeyError, match="nope"):
-        emb.similar_items("nope", index="ann")
+        emb.similar_items("nope")
 
 
 def test_embeddings_bad_index_name(emb):
     with pytest.raises(ValueError, match="index must be"):
-        emb.similar_items("i1", index="hnsw")
+        ItemEmbeddings(emb.vocab, emb.vectors).use_index("hnsw")
+    with pytest.raises(ValueError, match="index must be"):
+        ItemEmbeddings.from_vectors(emb.ids, emb.vectors, index="hnsw")
+
+
+def test_embeddings_hold_one_index_chosen_by_use_index():
+    """One strategy per ItemEmbeddings (#13): use_index replaces it, queries take no per-call index."""
+    x = clustered(300)
+    e = ItemEmbeddings.from_vectors([f"i{j}" for j in range(300)], x)
+    assert isinstance(e.index, ExactIndex)  # "auto" below ANN_MIN_ITEMS
+    exact_answer = e.similar_items(["i1", "i2"], k=5)
+    assert e.use_index("ann", M=8, ef_construction=50, num_threads=1) is e
+    assert isinstance(e.index, HNSWIndex) and e.index.M == 8
+    ann_answer = e.similar_items(["i1", "i2"], k=5)
+    assert recall(ann_answer[0], exact_answer[0]) >= 0.9
+    e.use_index("exact")
+    assert isinstance(e.index, ExactIndex)
+    assert np.array_equal(e.similar_items(["i1", "i2"], k=5)[0], exact_answer[0])
+    with pytest.raises(TypeError):
+        e.similar_items("i1", k=5, index="exact")
+    assert not hasattr(e, "get_index") and not hasattr(e, "build_index") and not hasattr(e, "index_kind")
+
+
+def test_a_directory_saved_with_an_index_kind_by_the_old_code_loads(tmp_path):
+    """meta.json of the format before #13's cut records index_kind ("auto", "exact", "ann"): it still loads."""
+    x = clustered(120)
+    ids = [f"i{j}" for j in range(120)]
+    e = ItemEmbeddings.from_vectors(ids, x)
+    want = e.similar_items(["i0", "i5"], k=5)
+    for kind in ("auto", "exact", "ann"):
+        # what the old save wrote: vectors.npy, ids.json, meta.json with index_kind, checksums.json
+        # (and index/ next to "ann")
+        d = tmp_path / kind
+        d.mkdir()
+        np.save(d / "vectors.npy", x.astype(np.float32), allow_pickle=False)
+        (d / "ids.json").write_text(json.dumps(ids))
+        (d / "meta.json").write_text(json.dumps({
+            "kind": "item2vec.ItemEmbeddings", "format_version": 2, "n_items": 120, "dim": x.shape[1],
+            "id_type": "str", "index_kind": kind, "metadata": {"from": "old"}}, indent=2))
+        if kind == "ann":
+            HNSWIndex(x, M=8, ef_construction=50, num_threads=1).save(d / "index")
+        write_checksums(d)
+        back = ItemEmbeddings.load(d)
+        assert back.metadata == {"from": "old"}
+        assert back.index.kind == ("ann" if kind == "ann" else "exact")
+        got = back.similar_items(["i0", "i5"], k=5)
+        assert got[0].shape == (2, 5) and recall(got[0], want[0]) >= 0.9
+        if kind != "ann":
+            assert np.array_equal(got[0], want[0])
 
 
 def test_embeddings_save_load_keeps_the_index(emb, tmp_path):
     emb.save(tmp_path / "m")
     assert (tmp_path / "m" / "index" / "hnsw.bin").exists()
     back = ItemEmbeddings.load(tmp_path / "m")
-    assert back.index_kind == "ann" and isinstance(back.index, HNSWIndex)
+    assert back.index.kind == "ann" and isinstance(back.index, HNSWIndex)
     q = ["i3", "i99", "i1500"]
     a, sa = emb.similar_items(q, k=10)
     b, sb = back.similar_items(q, k=10)
@@ -294,8 +352,8 @@ def test_every_index_shares_the_embeddings_unit_matrix():
     x = clustered(200)
     e = ItemEmbeddings.from_vectors([f"i{j}" for j in range(200)], x)
     assert np.allclose(np.linalg.norm(e.unit, axis=1), 1.0, atol=1e-5)
-    assert e.get_index("exact").unit is e.unit
-    ann = e.get_index("ann")
+    assert e.use_index("exact").index.unit is e.unit
+    ann = e.use_index("ann").index
     assert ann.unit is e.unit and ann.exact.unit is e.unit  # the approximate index wraps the exact one
 
 

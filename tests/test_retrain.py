@@ -261,6 +261,48 @@ def test_configs_validate_and_the_shipped_ones_load(tmp_path):
     assert load_config(None, model_name="x", use_bilstm=None).use_bilstm is True
 
 
+def test_config_sections_are_typed_and_round_trip_through_the_config_files():
+    from item2vec.data import PrepareConfig
+    from item2vec.embeddings import Item2VecConfig
+    from item2vec.nextitem import NextItemConfig, TrainConfig
+    from item2vec.retrain import BiLSTMConfig
+
+    for path in sorted(CONFIGS.glob("*.toml")):
+        cfg = load_config(path)
+        assert isinstance(cfg.prepare, PrepareConfig) and isinstance(cfg.item2vec, Item2VecConfig)
+        assert isinstance(cfg.bilstm, BiLSTMConfig)
+        assert isinstance(cfg.bilstm.config, NextItemConfig) and isinstance(cfg.bilstm.train_config, TrainConfig)
+        again = RetrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))  # through a JSON file
+        assert again == cfg and again.to_dict() == cfg.to_dict()
+    cfg = RetrainConfig.from_dict(GOOD)
+    d = cfg.to_dict()
+    # the sections' defaults are written out; the given values kept
+    assert d["item2vec"] == {**Item2VecConfig().to_dict(), **GOOD["item2vec"]}
+    assert d["bilstm"]["lr"] == TrainConfig().lr and d["bilstm"]["hidden_size"] == 16
+    assert d["prepare"]["min_item_support"] == PrepareConfig().min_item_support
+    # built from the vectors, the table is as wide as they are (no projection), as NextItemRecommender does
+    assert (cfg.bilstm.config.embedding_dim, cfg.bilstm.config.projection_dim) == (16, None)
+    assert RetrainConfig.from_dict({"bilstm": {"init": "random"}}).bilstm.config.embedding_dim == \
+        NextItemConfig().embedding_dim
+    # a dict given to the constructor is the same as from_dict
+    assert RetrainConfig(item2vec={"epochs": 3}) == RetrainConfig.from_dict({"item2vec": {"epochs": 3}})
+    # a typo in the [bilstm] table is refused with the config, not after item2vec trained
+    with pytest.raises(ValueError, match=r"unknown bilstm option.*hiden_size"):
+        RetrainConfig.from_dict({"bilstm": {"hiden_size": 8}})
+    with pytest.raises(ValueError, match="unknown Item2Vec option"):
+        RetrainConfig.from_dict({"item2vec": {"vectorsize": 8}})
+
+
+def test_the_report_records_the_full_resolved_config(history):
+    """The report's config is every option the run used, defaults included: the run can be repeated from it."""
+    from item2vec.embeddings import Item2VecConfig
+
+    first = history["first"]["config"]
+    assert first == json.loads(json.dumps(RetrainConfig.from_dict(WEAK).to_dict()))
+    assert first["item2vec"]["negative"] == Item2VecConfig().negative  # a default WEAK does not set
+    assert RetrainConfig.from_dict(first) == RetrainConfig.from_dict(WEAK)
+
+
 # ---------------------------------------------------------------------------
 # bad windows and corrupt files
 # ---------------------------------------------------------------------------

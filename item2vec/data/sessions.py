@@ -237,21 +237,17 @@ def _filter_support_counted(
     """:func:`filter_support` and what each of its two filters removed."""
     rare = {"events": 0, "items": 0}
     short = {"events": 0, "sessions": 0}
+    # (column, least events per value, the counts of what it removed, their unit): items first
+    rules = [rule for rule in (("item_id", min_item_support, rare, "items"),
+                               ("session_id", min_session_length, short, "sessions")) if rule[1] > 1]
     while True:
         before = events.height
-        if min_item_support > 1:
-            keep = pl.len().over("item_id") >= min_item_support
+        for column, least, counts, unit in rules:
+            keep = pl.len().over(column) >= least
             gone = events.filter(~keep)
             if gone.height:
-                rare["events"] += gone.height
-                rare["items"] += gone["item_id"].n_unique()
-                events = events.filter(keep)
-        if min_session_length > 1:
-            keep = pl.len().over("session_id") >= min_session_length
-            gone = events.filter(~keep)
-            if gone.height:
-                short["events"] += gone.height
-                short["sessions"] += gone["session_id"].n_unique()
+                counts["events"] += gone.height
+                counts[unit] += gone[column].n_unique()
                 events = events.filter(keep)
         if events.height == before:
             return events, {"rare_items": rare, "short_sessions": short}
@@ -699,23 +695,61 @@ def prepare(
         warnings.warn(message, category, stacklevel=3)
 
     removed: dict[str, dict[str, int]] = {}
+    ev, messages = _drop_time_outliers(ev, removed)
+    for message in messages:
+        warn(message, TimestampWarning)
+    ev, n_sessions_in = _clean_sessions(ev, cfg, removed, n_raw)
+    grouped, split, split_opts = _split_sessions(ev, cfg)
+    vocab = _train_vocab(grouped)
+    out = finish_splits(_encoded_splits(grouped, vocab), cfg, removed, split, split_opts)
+    stats = _prepare_stats(ev, grouped, out, cfg, split, removed, name=name, n_raw=n_raw,
+                           n_sessions_in=n_sessions_in, n_items=len(vocab))
+    for message in _split_size_warnings(stats, split):
+        warn(message, SplitWarning)
+    stats["warnings"] = said
+    if metadata is not None:
+        metadata = metadata.filter(pl.col("item_id").is_in(pl.Series(vocab.ids)))
+    return SessionData(**out, vocab=vocab, stats=stats, metadata=metadata)
+
+
+def _drop_time_outliers(ev: pl.DataFrame, removed: dict[str, Any]) -> tuple[pl.DataFrame, list[str]]:
+    """Step 1 of :func:`prepare`: drop events far from the rest of the log (:func:`time_outliers`).
+
+    Returns the kept events and the warnings to give (the dropped ones; those in
+    the future, which are kept). ``removed`` gains ``time_outliers``.
+    """
+    n_raw = ev.height
+    messages = []
     far, future = time_outliers(ev["timestamp"])
     n_far, n_future = int(far.sum()), int((future & ~far).sum())
     if n_far:
         ts = ev["timestamp"]
         kept = ts.filter(~far)
-        warn(
+        messages.append(
             f"prepare: dropped {n_far:,} of {n_raw:,} events whose timestamps are far from the rest of the "
             f"log (outside {kept.min()} .. {kept.max()} by more than the span of its central 98%), e.g. "
-            f"{ts.filter(far).sort().head(2).cast(pl.String).to_list()}; check the time column and its unit",
-            TimestampWarning,
+            f"{ts.filter(far).sort().head(2).cast(pl.String).to_list()}; check the time column and its unit"
         )
         ev = ev.filter(~far)
     if n_future:
-        warn(f"prepare: {n_future:,} of {n_raw:,} events have timestamps in the future (after "
-             f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, latest {ev['timestamp'].max()}); they are kept",
-             TimestampWarning)
+        messages.append(f"prepare: {n_future:,} of {n_raw:,} events have timestamps in the future (after "
+                        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, latest {ev['timestamp'].max()}); they are kept")
     removed["time_outliers"] = {"events": n_far}
+    return ev, messages
+
+
+def _clean_sessions(ev: pl.DataFrame, cfg: PrepareConfig, removed: dict[str, Any],
+                    n_raw: int) -> tuple[pl.DataFrame, int]:
+    """Step 2 of :func:`prepare`: sessions cut, repeats dropped, rare items and short sessions filtered.
+
+    Returns the events left and the number of sessions before filtering; ``removed``
+    gains ``repeats`` and the support filter's counts.
+
+    Raises
+    ------
+    EmptySplitError
+        When no session is left.
+    """
     ev = sessionize(ev, cfg.session_gap_minutes)
     n_sessions_in = ev["session_id"].n_unique()
     if cfg.drop_repeats:
@@ -733,6 +767,20 @@ def prepare(
             f"lower min_item_support or min_session_length, or check the session column",
             options=("min_item_support", "min_session_length"),
         )
+    return ev, int(n_sessions_in)
+
+
+def _split_sessions(ev: pl.DataFrame, cfg: PrepareConfig) -> tuple[pl.DataFrame, dict[str, Any], tuple[str, ...]]:
+    """Step 3 of :func:`prepare`: the temporal split, then one row per session ordered by start time.
+
+    Returns the sessions (``session_id, item_id`` (a list), ``split, start, end``),
+    the split used (as ``stats["split"]`` records it) and the options that set it.
+
+    Raises
+    ------
+    EmptySplitError
+        When the training split is empty.
+    """
     t0, t1 = ev["timestamp"].min(), ev["timestamp"].max()
     span_days = (t1 - t0).total_seconds() / 86400  # type: ignore[operator]
     split = {**_resolve_split(cfg, span_days), "span_days": round(span_days, 3)}
@@ -740,7 +788,6 @@ def prepare(
     ev = temporal_split(
         ev, split.get("test_days"), split.get("valid_days"), split.get("test_fraction"), split.get("valid_fraction")
     )
-    # one list per session, sessions ordered by start time
     grouped = (
         ev.group_by("session_id", maintain_order=True)
         .agg(
@@ -751,8 +798,7 @@ def prepare(
         )
         .sort("start", "session_id")
     )
-    train_items = grouped.filter(pl.col("split") == "train")
-    if train_items.height == 0:
+    if grouped.filter(pl.col("split") == "train").height == 0:
         raise EmptySplitError(
             f"prepare: the training split is empty: every session ends in the held-out part "
             f"({describe_split(split)}) of a log that spans {span_days:.2f} days; "
@@ -760,34 +806,48 @@ def prepare(
                else "pass smaller test_days / valid_days, or test_fraction / valid_fraction"),
             options=("test_days", "valid_days", "test_fraction", "valid_fraction"),
         )
-    # vocabulary: training items, most frequent first (ties by first appearance)
+    return grouped, split, split_opts
+
+
+def _train_vocab(grouped: pl.DataFrame) -> ItemVocab:
+    """Step 4 of :func:`prepare`: the vocabulary of the training items, most frequent first (ties by first appearance)."""
     counts = (
-        train_items.select(pl.col("item_id").explode())
+        grouped.filter(pl.col("split") == "train").select(pl.col("item_id").explode())
         .with_row_index("_pos")
         .group_by("item_id")
         .agg(pl.len().alias("n"), pl.col("_pos").min())
         .sort(["n", "_pos"], descending=[True, False])
     )
-    vocab = ItemVocab(counts["item_id"].to_numpy())
+    return ItemVocab(counts["item_id"].to_numpy())
+
+
+def _encoded_splits(grouped: pl.DataFrame, vocab: ItemVocab) -> Iterator[tuple[str, int, int, list[Any]]]:
+    """Step 5 of :func:`prepare`: each split's sessions as vocabulary indices, as :func:`finish_splits` takes them.
+
+    Yields ``(split name, sessions in it, events in it, sessions as lists of indices
+    with the items unseen in training left out)``.
+    """
     lookup = pl.DataFrame({"item_id": vocab.ids, "idx": np.arange(1, len(vocab) + 1, dtype=np.int32)})
+    for name_ in ("train", "valid", "test"):
+        part = grouped.filter(pl.col("split") == name_).select("session_id", "start", "item_id")
+        flat = part.with_row_index("_s").explode("item_id").join(lookup, on="item_id", how="left",
+                                                                  maintain_order="left")
+        n_events = flat.height
+        flat = flat.filter(pl.col("idx").is_not_null())  # items unseen in train
+        yield name_, part.height, n_events, flat.group_by("_s", maintain_order=True).agg(pl.col("idx"))["idx"].to_list()
 
-    def encoded() -> Iterator[tuple[str, int, int, list[Any]]]:
-        for name_ in ("train", "valid", "test"):
-            part = grouped.filter(pl.col("split") == name_).select("session_id", "start", "item_id")
-            flat = part.with_row_index("_s").explode("item_id").join(lookup, on="item_id", how="left",
-                                                                      maintain_order="left")
-            n_events = flat.height
-            flat = flat.filter(pl.col("idx").is_not_null())  # items unseen in train
-            yield name_, part.height, n_events, flat.group_by("_s", maintain_order=True).agg(pl.col("idx"))["idx"].to_list()
 
-    out = finish_splits(encoded(), cfg, removed, split, split_opts)
+def _prepare_stats(ev: pl.DataFrame, grouped: pl.DataFrame, out: dict[str, list[np.ndarray]], cfg: PrepareConfig,
+                   split: dict[str, Any], removed: dict[str, Any], *, name: str | None, n_raw: int,
+                   n_sessions_in: int, n_items: int) -> dict[str, Any]:
+    """Step 6 of :func:`prepare`: ``SessionData.stats`` (without the warnings, added last)."""
     stats: dict[str, Any] = {
         "name": name,
         "events_in": n_raw,
-        "sessions_in": int(n_sessions_in),
+        "sessions_in": n_sessions_in,
         "events_kept": int(ev.height),
-        "items": len(vocab),
-        "time_range": [str(t0), str(t1)],
+        "items": n_items,
+        "time_range": [str(ev["timestamp"].min()), str(ev["timestamp"].max())],
         "config": cfg.to_dict(),
         "split": split,
         "removed": removed,
@@ -797,12 +857,7 @@ def prepare(
         part = grouped.filter(pl.col("split") == n)
         if part.height:
             stats[n]["time_range"] = [str(part["start"].min()), str(part["end"].max())]
-    for message in _split_size_warnings(stats, split):
-        warn(message, SplitWarning)
-    stats["warnings"] = said
-    if metadata is not None:
-        metadata = metadata.filter(pl.col("item_id").is_in(pl.Series(vocab.ids)))
-    return SessionData(**out, vocab=vocab, stats=stats, metadata=metadata)
+    return stats
 
 
 def _split_size_warnings(stats: dict[str, Any], split: dict[str, Any]) -> list[str]:

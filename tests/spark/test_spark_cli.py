@@ -35,7 +35,7 @@ def test_neighbours_command_writes_the_table_and_replaces_it_only_with_overwrite
     assert main(["neighbours", "--model", str(model), "--k", "4", "--out", str(out)]) == 0
     t = pl.read_parquet(out)
     assert t.columns == ["item_id", "rank", "neighbour_id", "score"] and t.height == 200 * 4
-    ids, _ = ItemEmbeddings.load(model).similar_items("i7", k=4, index="exact")
+    ids, _ = ItemEmbeddings.load(model).use_index("exact").similar_items("i7", k=4)
     assert t.filter(pl.col("item_id") == "i7").sort("rank")["neighbour_id"].to_list() == list(ids)
     before = out.read_bytes()
     assert main(["neighbours", "--model", str(model), "--k", "3", "--out", str(out)]) == 2

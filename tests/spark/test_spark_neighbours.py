@@ -26,7 +26,8 @@ def test_local_table_is_similar_items_for_every_item(str_ids):
     assert t.columns == ["item_id", "rank", "neighbour_id", "score"]
     assert t.height == 300 * 7
     for q in (emb.ids[0], emb.ids[123], emb.ids[-1]):
-        ids, scores = emb.similar_items(q, k=7, index="exact")
+        ids, scores = emb.similar_items(q, k=7)
+        assert emb.index.kind == "exact"
         rows = t.filter(pl.col("item_id") == q).sort("rank")
         assert rows["neighbour_id"].to_list() == list(ids)
         np.testing.assert_allclose(rows["score"].to_numpy(), scores, rtol=1e-5, atol=1e-6)
