@@ -486,7 +486,7 @@ def _columns(data: Any) -> tuple[int, dict[str, list[Any]]]:
     import pandas as pd
 
     if isinstance(data, pd.DataFrame):
-        return len(data), {str(c): data[c].tolist() for c in data.columns}
+        return len(data), {str(c): col.tolist() for c, col in data.items()}  # no column lookup by name
     if isinstance(data, dict):
         cols = {}
         for name, col in data.items():
