@@ -13,7 +13,8 @@ string ids. A query in the other spelling is translated (``"32902"`` finds
 column with a gap, finds ``13931``); anything else is unknown, and the message
 says which type the catalogue holds.
 
-**Requests** (:meth:`ServedModel.predict_frame`): a table with an ``item_id``
+**Requests** (:meth:`ServedModel.predict_frame`, or :meth:`~ServedModel.predict_records`
+for the same rows as a list of dicts): a table with an ``item_id``
 column (similar items) and/or a ``session`` column (a list of ids; the next
 items), as a DataFrame, a list of records or a dict of columns. Options:
 ``k`` (> 0), ``filter_items`` (ids never to return) and ``exclude_session``
