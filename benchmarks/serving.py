@@ -22,9 +22,11 @@ the time of each and the top lines of ``cProfile``.
 store and served by ``mlflow models serve --env-manager local`` on 127.0.0.1 in its
 own process group, once as the README's command has it (one worker) and once with
 the worker option ``-w`` set to the number of cores; item and session requests at
-concurrency 1, 8 and 32 from threads of this process (keep-alive connections);
-requests/s and p50/p99, and the model's ratios to the identity floor of the same
-server options. Client and server share the machine, as in issue #15's measurement.
+concurrency 1, 8 and 32 from threads of this process (keep-alive connections), each
+case's requests in slices that alternate between the two servers (both up at once),
+so both see the same load; requests/s and p50/p99, and the model's ratios to the
+identity floor of the same server options. Client and server share the machine, as
+in issue #15's measurement.
 
 The servers import the ``item2vec`` this process imported (its parent directory
 goes on their ``PYTHONPATH``), so a checkout of older code measures that code.
@@ -95,7 +97,7 @@ def synthetic_model(n_items: int = 3400, dim: int = 64, seed: int = 0) -> Served
 
 def _requests(model: ServedModel) -> tuple[Any, list[Any]]:
     ids = model.embeddings.ids
-    return int(ids[5]), [int(x) for x in ids[[5, 17, 300]]]
+    return int(ids[5]), [int(x) for x in ids[[5 % len(ids), 17 % len(ids), 300 % len(ids)]]]
 
 
 def in_process(model: ServedModel, repeats: int = 2000, k: int = 10, n_batch: int = 1000) -> list[dict[str, Any]]:
@@ -277,31 +279,40 @@ def _load(port: int, body: bytes, n: int, concurrency: int) -> tuple[float, list
     return n / (time.perf_counter() - t0), lat
 
 
-def http_tables(model: ServedModel, n: int = 2000, k: int = 10,
+def http_tables(model: ServedModel, n: int = 2000, k: int = 10, rounds: int = 4,
                 workers: tuple[int | None, ...] = (None, os.cpu_count() or 1)) -> list[dict[str, Any]]:
-    """Serve ``model`` and an identity pyfunc the same way; requests/s, p50/p99 and the ratios to the floor."""
+    """Serve ``model`` and an identity pyfunc the same way; requests/s, p50/p99 and the ratios to the floor.
+
+    Both servers run at once and take turns: each case's ``n`` requests go in
+    ``rounds`` slices, alternating identity and item2vec, so a change in the
+    machine's load falls on both alike.
+    """
     bodies = _bodies(model, k)
-    table = Table(f"Over HTTP (mlflow models serve), {n:,} requests each",
+    table = Table(f"Over HTTP (mlflow models serve), {n:,} requests each, alternating in {rounds} slices",
                   ["server options", "request", "concurrency", "identity req/s", "item2vec req/s", "req/s ratio",
                    "identity p50 ms", "item2vec p50 ms", "p50 ratio", "identity p99 ms", "item2vec p99 ms"])
+    names = ("identity", "item2vec")
     with _logged(model) as (store, uri, ident):
         tmp = Path(store.removeprefix("sqlite:///")).parent
         for w in workers:
-            got: dict[tuple[str, str, int], tuple[float, float, float]] = {}
-            for name, model_uri in (("identity", ident), ("item2vec", uri)):
-                progress(f"serving {name} ({'-w ' + str(w) if w else 'default options'})")
-                with _serve(model_uri, store, tmp, w) as port:
-                    for kind, body in bodies.items():
+            progress(f"serving identity and item2vec ({'-w ' + str(w) if w else 'default options'})")
+            with _serve(ident, store, tmp, w) as p_ident, _serve(uri, store, tmp, w) as p_model:
+                ports = dict(zip(names, (p_ident, p_model), strict=True))
+                for kind, body in bodies.items():
+                    for port in ports.values():
                         _load(port, body, 100, 4)  # warm
-                        for conc in CONCURRENCY:
-                            rps, lat = _load(port, body, n, conc)
-                            got[name, kind, conc] = (rps, *percentiles_ms(lat))
-                            progress(f"{name} {kind} c={conc}: {rps:.0f} req/s")
-            for kind in bodies:
-                for conc in CONCURRENCY:
-                    a, b = got["identity", kind, conc], got["item2vec", kind, conc]
-                    table.add(f"-w {w}" if w else "none (1 worker)", kind, conc, a[0], b[0], b[0] / a[0],
-                              a[1], b[1], b[1] / a[1], a[2], b[2])
+                    for conc in CONCURRENCY:
+                        wall = dict.fromkeys(names, 0.0)
+                        lat: dict[str, list[float]] = {name: [] for name in names}
+                        for r in range(rounds):
+                            part = n // rounds + (r < n % rounds)
+                            for name in (names if r % 2 == 0 else names[::-1]):
+                                rps, got = _load(ports[name], body, part, conc)
+                                wall[name] += part / rps
+                                lat[name] += got
+                        a, b = ((n / wall[x], *percentiles_ms(lat[x])) for x in names)
+                        table.add(f"-w {w}" if w else "none (1 worker)", kind, conc, a[0], b[0], b[0] / a[0],
+                                  a[1], b[1], b[1] / a[1], a[2], b[2])
     table.print()
     return [table.to_dict()]
 
