@@ -18,7 +18,7 @@ of its last known item. Printed, side by side in one run:
 the model and for an identity pyfunc (it returns its input: MLflow's own floor);
 the time of each and the top lines of ``cProfile``.
 
-``--http``: the same model and the identity pyfunc, each logged to a temporary SQLite
+``--http [--before DIR]``: the same model and the identity pyfunc, each logged to a temporary SQLite
 store and served by ``mlflow models serve --env-manager local`` on 127.0.0.1 in its
 own process group, once as the README's command has it (one worker) and once with
 the worker option ``-w`` set to the number of cores; item and session requests at
@@ -28,7 +28,9 @@ so both see the same load; requests/s and p50/p99, and the model's ratios to the
 identity floor of the same server options. Client and server share the machine, as
 in issue #15's measurement.
 
-The servers import the ``item2vec`` this process imported (its parent directory
+With ``--before DIR`` (a checkout of older code, e.g. ``git archive COMMIT | tar -x -C DIR``)
+the model is also served with that checkout's ``item2vec``, in the same turns: before
+and after measured side by side. The servers import the ``item2vec`` this process imported (its parent directory
 goes on their ``PYTHONPATH``), so a checkout of older code measures that code.
 """
 
@@ -216,12 +218,15 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _serve(uri: str, store: str, cwd: Path, workers: int | None) -> Iterator[int]:
-    """``mlflow models serve`` of ``uri`` on a free port, in its own process group; stopped on exit."""
+def _serve(uri: str, store: str, cwd: Path, workers: int | None, root: Path = ROOT) -> Iterator[int]:
+    """``mlflow models serve`` of ``uri`` on a free port, in its own process group; stopped on exit.
+
+    ``root`` goes first on the server's ``PYTHONPATH``: the checkout whose ``item2vec`` it runs.
+    """
     port = _free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": store,
            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+           "PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)}
     cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local",
            "-h", "127.0.0.1", "-p", str(port)]
     if workers is not None:
@@ -280,24 +285,31 @@ def _load(port: int, body: bytes, n: int, concurrency: int) -> tuple[float, list
 
 
 def http_tables(model: ServedModel, n: int = 2000, k: int = 10, rounds: int = 4,
-                workers: tuple[int | None, ...] = (None, os.cpu_count() or 1)) -> list[dict[str, Any]]:
+                workers: tuple[int | None, ...] = (None, os.cpu_count() or 1),
+                before: Path | None = None) -> list[dict[str, Any]]:
     """Serve ``model`` and an identity pyfunc the same way; requests/s, p50/p99 and the ratios to the floor.
 
-    Both servers run at once and take turns: each case's ``n`` requests go in
-    ``rounds`` slices, alternating identity and item2vec, so a change in the
-    machine's load falls on both alike.
+    The servers run at once and take turns: each case's ``n`` requests go in
+    ``rounds`` slices, alternating between them, so a change in the machine's
+    load falls on all alike. ``before``: a checkout of older code; the same
+    model is also served with that checkout's ``item2vec`` ("item2vec before").
     """
     bodies = _bodies(model, k)
-    table = Table(f"Over HTTP (mlflow models serve), {n:,} requests each, alternating in {rounds} slices",
-                  ["server options", "request", "concurrency", "identity req/s", "item2vec req/s", "req/s ratio",
-                   "identity p50 ms", "item2vec p50 ms", "p50 ratio", "identity p99 ms", "item2vec p99 ms"])
-    names = ("identity", "item2vec")
+    names = ("identity", "item2vec") + (("item2vec before",) if before else ())
+    cols = ["server options", "request", "concurrency", "identity req/s", "item2vec req/s", "req/s ratio",
+            "identity p50 ms", "item2vec p50 ms", "p50 ratio", "identity p99 ms", "item2vec p99 ms"]
+    if before:
+        cols += ["before req/s", "before req/s ratio", "before p50 ms", "before p50 ratio", "before p99 ms"]
+    table = Table(f"Over HTTP (mlflow models serve), {n:,} requests each, alternating in {rounds} slices", cols)
+    roots = {"identity": ROOT, "item2vec": ROOT, "item2vec before": before}
     with _logged(model) as (store, uri, ident):
         tmp = Path(store.removeprefix("sqlite:///")).parent
         for w in workers:
-            progress(f"serving identity and item2vec ({'-w ' + str(w) if w else 'default options'})")
-            with _serve(ident, store, tmp, w) as p_ident, _serve(uri, store, tmp, w) as p_model:
-                ports = dict(zip(names, (p_ident, p_model), strict=True))
+            progress(f"serving {', '.join(names)} ({'-w ' + str(w) if w else 'default options'})")
+            with contextlib.ExitStack() as servers:
+                ports = {name: servers.enter_context(_serve(ident if name == "identity" else uri, store, tmp, w,
+                                                            roots[name] or ROOT))
+                         for name in names}
                 for kind, body in bodies.items():
                     for port in ports.values():
                         _load(port, body, 100, 4)  # warm
@@ -306,19 +318,24 @@ def http_tables(model: ServedModel, n: int = 2000, k: int = 10, rounds: int = 4,
                         lat: dict[str, list[float]] = {name: [] for name in names}
                         for r in range(rounds):
                             part = n // rounds + (r < n % rounds)
-                            for name in (names if r % 2 == 0 else names[::-1]):
+                            for name in (names if r % 2 == 0 else names[::-1]):  # turns: ABC, CBA, ...
                                 rps, got = _load(ports[name], body, part, conc)
                                 wall[name] += part / rps
                                 lat[name] += got
-                        a, b = ((n / wall[x], *percentiles_ms(lat[x])) for x in names)
-                        table.add(f"-w {w}" if w else "none (1 worker)", kind, conc, a[0], b[0], b[0] / a[0],
-                                  a[1], b[1], b[1] / a[1], a[2], b[2])
+                        res = {x: (n / wall[x], *percentiles_ms(lat[x])) for x in names}
+                        a, b = res["identity"], res["item2vec"]
+                        row = [f"-w {w}" if w else "none (1 worker)", kind, conc, a[0], b[0], b[0] / a[0],
+                               a[1], b[1], b[1] / a[1], a[2], b[2]]
+                        if before:
+                            c = res["item2vec before"]
+                            row += [c[0], c[0] / a[0], c[1], c[1] / a[1], c[2]]
+                        table.add(*row)
     table.print()
     return [table.to_dict()]
 
 
 def run(n_items: int = 3400, dim: int = 64, repeats: int = 2000, k: int = 10, n_batch: int = 1000,
-        profile_calls: int = 0, http_requests: int = 0) -> list[dict[str, Any]]:
+        profile_calls: int = 0, http_requests: int = 0, before: Path | None = None) -> list[dict[str, Any]]:
     """The sections of :mod:`benchmarks.run`: in process; the profile and HTTP when their counts are > 0."""
     model = synthetic_model(n_items, dim)
     print(f"\n{n_items:,} items x {dim}-d, k={k}, ids {model.id_type}; item2vec from {ROOT}")
@@ -326,7 +343,7 @@ def run(n_items: int = 3400, dim: int = 64, repeats: int = 2000, k: int = 10, n_
     if profile_calls:
         out += profile(model, k, profile_calls)
     if http_requests:
-        out += http_tables(model, http_requests, k)
+        out += http_tables(model, http_requests, k, before=before)
     return out
 
 
@@ -340,10 +357,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--profile", action="store_true", help="profile the server side of one request")
     ap.add_argument("--http", action="store_true", help="also serve it and an identity pyfunc with MLflow")
     ap.add_argument("--requests", type=int, default=2000, help="per model, request kind and concurrency")
+    ap.add_argument("--before", type=Path, default=None, metavar="DIR",
+                    help="with --http: also serve the model with the item2vec of this older checkout")
     args = ap.parse_args(argv)
     print(f"\n{machine()}; load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     run(args.items, args.dim, args.repeats, args.k, profile_calls=500 if args.profile else 0,
-        http_requests=args.requests if args.http else 0)
+        http_requests=args.requests if args.http else 0, before=args.before)
 
 
 if __name__ == "__main__":
