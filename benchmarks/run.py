@@ -7,7 +7,11 @@ Sections (``--only`` picks some):
 - ``similar``: ``similar_items`` exact against gensim ``most_similar``, HNSW against exact;
 - ``eval``: the evaluation loop's predictions/s per model, batched and single;
 - ``nextitem``: BiLSTM training and inference throughput on CPU: threads, batch
-  size, ``torch.compile`` against eager.
+  size, ``torch.compile`` against eager;
+- ``serving``: a served request in process (``predict_records`` / ``predict_frame``
+  against the ``similar_items`` under them; a batch request against one-row
+  requests); with ``--serving-http``, also over HTTP with ``mlflow models serve``
+  against an identity pyfunc (MLflow's floor), and the server side's profile.
 
 Every comparison is measured side by side in the same run (alternating where it
 can), because the machine may be shared: ratios are what to read, absolute times
@@ -25,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("sessionize", "train", "similar", "eval", "nextitem")
+SECTIONS = ("sessionize", "train", "similar", "eval", "nextitem", "serving")
 
 FULL: dict[str, dict[str, Any]] = {
     "sessionize": {"n_events": 10_000_000, "repeats": 3},
@@ -33,6 +37,7 @@ FULL: dict[str, dict[str, Any]] = {
     "similar": {"sizes": (100_000, 1_000_000), "n_single": 200, "n_batch": 1000},
     "eval": {"n_sessions": 20_000, "n_single": 500, "repeats": 1},
     "nextitem": {"n_sessions": 20_000, "n_train": 30_000, "n_predictions": 10_000, "compile_steps": 40, "repeats": 3},
+    "serving": {"n_items": 3400, "repeats": 2000, "n_batch": 1000},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "sessionize": {"n_events": 1_000_000, "repeats": 1, "apply_events": 200_000},
@@ -40,6 +45,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "similar": {"sizes": (100_000,), "n_single": 100, "n_batch": 300},
     "eval": {"n_sessions": 5_000, "n_single": 200, "repeats": 1},
     "nextitem": {"n_sessions": 5_000, "n_train": 5_000, "n_predictions": 1_000, "compile_steps": 10, "repeats": 1},
+    "serving": {"n_items": 3400, "repeats": 300, "n_batch": 200},
 }
 
 
@@ -51,15 +57,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blas-threads", type=int, default=None,
                     help="limit BLAS threads (default: the library's own choice)")
     ap.add_argument("--json", type=Path, default=None, help="also write the tables here")
+    ap.add_argument("--serving-http", type=int, default=0, metavar="N",
+                    help="serving: also N requests per case over HTTP, and the server side's profile (minutes)")
     a = ap.parse_args(argv)
     if a.blas_threads is not None:  # before numpy is imported; children inherit it
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(a.blas_threads)
 
-    from benchmarks import evaluation, nextitem, sessionize, similar, training
+    from benchmarks import evaluation, nextitem, serving, sessionize, similar, training
     from benchmarks._common import machine
 
-    cfg = QUICK if a.quick else FULL
+    cfg = {name: dict(opts) for name, opts in (QUICK if a.quick else FULL).items()}
+    if a.serving_http:
+        cfg["serving"].update(http_requests=a.serving_http, profile_calls=500)
     print("## item2vec benchmarks\n")
     print(f"- command: `{' '.join([Path(sys.executable).name, '-m', 'benchmarks.run', *sys.argv[1:]])}`")
     print(f"- date: {dt.datetime.now().isoformat(timespec='seconds')}")
@@ -67,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"- load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     sys.stdout.flush()
     runners = {"sessionize": sessionize.run, "train": training.run, "similar": similar.run,
-               "eval": evaluation.run, "nextitem": nextitem.run}
+               "eval": evaluation.run, "nextitem": nextitem.run, "serving": serving.run}
     results: dict[str, Any] = {}
     t_all = time.perf_counter()
     for name in SECTIONS:

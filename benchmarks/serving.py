@@ -1,51 +1,74 @@
-"""In-process cost of a served request: ``ServedModel.predict_frame`` against the search it wraps.
+"""The cost of a served request, in process and over HTTP, against the floors under it.
 
-``python -m benchmarks.serving [--items 3400] [--dim 64] [--repeats 2000] [--http [--requests 2000]]``
+``python -m benchmarks.serving [--items 3400] [--dim 64] [--repeats 2000] [--profile] [--http [--requests 2000]]``
 
 A synthetic catalogue (Online Retail's size by default: 3,400 items, 64-d, integer
 ids) served without a next-item model, so a session is answered with the neighbours
 of its last known item. Printed, side by side in one run:
 
 - p50 / p99 of one item request and one session request (a one-row DataFrame, as
-  MLflow's server hands it over), and of the bare ``ItemEmbeddings.similar_items``
-  call under them: the floor the wrapper adds to;
-- items/s of one request of 1,000 items (one batched ``similar_items`` call) against
-  1,000 one-item requests.
+  MLflow's server hands it over) through ``predict_records`` (what the server gets)
+  and ``predict_frame``, and of the bare ``similar_items`` call under them: the floor
+  the wrapper adds to;
+- items/s of one request of 1,000 items and of 1,000 sessions (one batched call each)
+  against 1,000 one-row requests.
 
-With ``--http``, also over HTTP: the same model and an identity pyfunc (it returns
-its input: MLflow's own floor), each logged to a temporary SQLite store and served
-by ``mlflow models serve --env-manager local -w 1`` on 127.0.0.1 in its own process
-group; item and session requests at concurrency 1, 8 and 32 from threads of this
-process (keep-alive connections); requests/s and p50/p99. Client and server share
-the machine, as in issue #15's measurement.
+``--profile``: the server side of one HTTP request without the network: MLflow's
+``scoring_server.invocations`` (JSON in, the pyfunc, JSON out) in this process, for
+the model and for an identity pyfunc (it returns its input: MLflow's own floor);
+the time of each and the top lines of ``cProfile``.
+
+``--http [--before DIR]``: the same model and the identity pyfunc, each logged to a temporary SQLite
+store and served by ``mlflow models serve --env-manager local`` on 127.0.0.1 in its
+own process group, once as the README's command has it (one worker) and once with
+the worker option ``-w`` set to the number of cores; item and session requests at
+concurrency 1, 8 and 32 from threads of this process (keep-alive connections), each
+case's requests in slices that alternate between the two servers (both up at once),
+so both see the same load; requests/s and p50/p99, and the model's ratios to the
+identity floor of the same server options. Client and server share the machine, as
+in issue #15's measurement.
+
+With ``--before DIR`` (a checkout of older code, e.g. ``git archive COMMIT | tar -x -C DIR``)
+the model is also served with that checkout's ``item2vec``, in the same turns: before
+and after measured side by side. The servers import the ``item2vec`` this process imported (its parent directory
+goes on their ``PYTHONPATH``), so a checkout of older code measures that code.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import http.client
+import io
 import json
 import os
+import pstats
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+import item2vec
 from benchmarks._common import Table, machine, percentiles_ms, progress
 from item2vec.embeddings import ItemEmbeddings
 from item2vec.serving import ServedModel
 
+#: The checkout whose ``item2vec`` this process runs: the servers import the same.
+ROOT = Path(item2vec.__file__).resolve().parents[1]
+CONCURRENCY = (1, 8, 32)
 
-def _times(fn, repeats: int) -> list[float]:
+
+def _times(fn: Callable[[], Any], repeats: int) -> list[float]:
     fn()  # warm: the exact index is built on the first query
     out = []
     for _ in range(repeats):
@@ -54,8 +77,6 @@ def _times(fn, repeats: int) -> list[float]:
         out.append(time.perf_counter() - t0)
     return out
 
-
-ROOT = Path(__file__).resolve().parents[1]
 
 try:
     import mlflow.pyfunc
@@ -69,6 +90,127 @@ except ImportError:  # pragma: no cover - mlflow is a dependency
     Identity = None  # type: ignore[assignment,misc]
 
 
+def synthetic_model(n_items: int = 3400, dim: int = 64, seed: int = 0) -> ServedModel:
+    """A served model of ``n_items`` random integer-id vectors, no next-item model."""
+    rng = np.random.default_rng(seed)
+    ids = np.arange(10_000, 10_000 + n_items)
+    return ServedModel(ItemEmbeddings(ids, rng.standard_normal((n_items, dim)).astype(np.float32)))
+
+
+def _requests(model: ServedModel) -> tuple[Any, list[Any]]:
+    ids = model.embeddings.ids
+    return int(ids[5]), [int(x) for x in ids[[5 % len(ids), 17 % len(ids), 300 % len(ids)]]]
+
+
+def in_process(model: ServedModel, repeats: int = 2000, k: int = 10, n_batch: int = 1000) -> list[dict[str, Any]]:
+    """Latency of one request and throughput of a batch request, in this process; print and return the tables."""
+    one, session = _requests(model)
+    item_req, session_req = pd.DataFrame({"item_id": [one]}), pd.DataFrame({"session": [session]})
+    lat = Table("In-process latency of one request", ["what", "p50 ms", "p99 ms"])
+    cases: list[tuple[str, Callable[[], Any]]] = [
+        ("similar_items (the search alone)", lambda: model.embeddings.similar_items(one, k=k))]
+    if hasattr(model, "predict_records"):  # not in older checkouts
+        cases += [("predict_records, one item", lambda: model.predict_records(item_req, k=k)),
+                  ("predict_records, one session", lambda: model.predict_records(session_req, k=k))]
+    cases += [("predict_frame, one item", lambda: model.predict_frame(item_req, k=k)),
+              ("predict_frame, one session", lambda: model.predict_frame(session_req, k=k))]
+    for name, fn in cases:
+        lat.add(name, *percentiles_ms(_times(fn, repeats)))
+    lat.print()
+
+    rng = np.random.default_rng(1)
+    ids = model.embeddings.ids
+    batch = [int(x) for x in rng.choice(ids, n_batch)]
+    sessions = [[int(x) for x in rng.choice(ids, 3)] for _ in range(n_batch)]
+    thr = Table(f"Requests per second, {n_batch:,} requests", ["how", "median s", "requests/s"])
+    for label, big, singles in (
+        ("items", pd.DataFrame({"item_id": batch}), [pd.DataFrame({"item_id": [x]}) for x in batch]),
+        ("sessions", pd.DataFrame({"session": sessions}), [pd.DataFrame({"session": [s]}) for s in sessions]),
+    ):
+        t_batch = float(np.median(_times(lambda big=big: model.predict_frame(big, k=k), 5)))
+        t_loop = float(np.median(_times(lambda singles=singles: [model.predict_frame(r, k=k) for r in singles], 3)))
+        thr.add(f"one request of {n_batch:,} {label}", t_batch, n_batch / t_batch)
+        thr.add(f"{n_batch:,} one-row requests ({label})", t_loop, n_batch / t_loop)
+    thr.print()
+    return [lat.to_dict(), thr.to_dict()]
+
+
+def _bodies(model: ServedModel, k: int) -> dict[str, bytes]:
+    one, session = _requests(model)
+    return {"item": json.dumps({"dataframe_records": [{"item_id": one}], "params": {"k": k}}).encode(),
+            "session": json.dumps({"dataframe_records": [{"session": session}], "params": {"k": k}}).encode()}
+
+
+@contextlib.contextmanager
+def _logged(model: ServedModel) -> Iterator[tuple[str, str, str]]:
+    """(store, model uri, identity uri): both logged to a temporary SQLite store."""
+    from item2vec.registry import log_model
+    from item2vec.tracking import start_run
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        store = f"sqlite:///{tmp}/mlflow.db"
+        progress("logging the model and the identity pyfunc")
+        with start_run("bench", experiment="bench-serving", tracking_uri=store):
+            uri = log_model(model).model_uri
+            ident = mlflow.pyfunc.log_model(name="identity", python_model=Identity()).model_uri
+        yield store, uri, ident
+
+
+def profile(model: ServedModel, k: int = 10, repeats: int = 500, top: int = 25) -> list[dict[str, Any]]:
+    """The server side of one request (``scoring_server.invocations``), model against identity; print cProfile."""
+    from mlflow.pyfunc import scoring_server
+
+    bodies = _bodies(model, k)
+    table = Table("Server side of one request, in process (scoring_server.invocations)",
+                  ["model", "request", "p50 ms", "p99 ms"])
+    profiles = []
+    with _logged(model) as (store, uri, ident), _env(MLFLOW_TRACKING_URI=store,
+                                                     _MLFLOW_IS_IN_SERVING_ENVIRONMENT="true"):
+        for name, model_uri in (("identity", ident), ("item2vec", uri)):
+            loaded = mlflow.pyfunc.load_model(model_uri)
+            schema = loaded.metadata.get_input_schema()
+            for kind, body in bodies.items():
+                def call(body: bytes = body, loaded: Any = loaded, schema: Any = schema) -> None:
+                    res = scoring_server.invocations(body, "application/json", loaded, schema)
+                    if res.status != 200:
+                        raise RuntimeError(f"HTTP {res.status}: {res.response[:300]}")
+
+                table.add(name, kind, *percentiles_ms(_times(call, repeats)))
+                prof = cProfile.Profile()
+                prof.enable()
+                for _ in range(repeats):
+                    call()
+                prof.disable()
+                out = io.StringIO()
+                pstats.Stats(prof, stream=out).strip_dirs().sort_stats("cumulative").print_stats(top)
+                profiles.append((f"{name}, {kind} request ({repeats} calls)", out.getvalue()))
+    table.print()
+    for title, text in profiles:
+        print(f"\n#### cProfile: {title}\n\n```\n{_trim(text)}\n```")
+    return [table.to_dict()]
+
+
+def _trim(text: str) -> str:
+    """The cProfile table without its preamble's blank lines."""
+    lines = [ln.rstrip() for ln in text.splitlines()]
+    return "\n".join(ln for ln in lines if ln.strip())
+
+
+@contextlib.contextmanager
+def _env(**values: str) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -76,20 +218,23 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _serve(uri: str, store: str, cwd: Path) -> Iterator[int]:
-    """``mlflow models serve`` of ``uri`` on a free port, in its own process group; stopped on exit."""
+def _serve(uri: str, store: str, cwd: Path, workers: int | None, root: Path = ROOT) -> Iterator[int]:
+    """``mlflow models serve`` of ``uri`` on a free port, in its own process group; stopped on exit.
+
+    ``root`` goes first on the server's ``PYTHONPATH``: the checkout whose ``item2vec`` it runs.
+    """
     port = _free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": store,
            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+           "PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)}
+    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local",
+           "-h", "127.0.0.1", "-p", str(port)]
+    if workers is not None:
+        cmd += ["-w", str(workers)]
     log = open(cwd / f"server-{port}.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local",
-         "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
-        cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 300
         while True:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the server of {uri} did not start:\n"
@@ -139,72 +284,85 @@ def _load(port: int, body: bytes, n: int, concurrency: int) -> tuple[float, list
     return n / (time.perf_counter() - t0), lat
 
 
-def http_tables(model: ServedModel, item: object, session: list, n: int, k: int) -> None:
-    """Serve ``model`` and an identity pyfunc the same way; print requests/s and p50/p99 side by side."""
-    from item2vec.registry import log_model
-    from item2vec.tracking import start_run
+def http_tables(model: ServedModel, n: int = 2000, k: int = 10, rounds: int = 4,
+                workers: tuple[int | None, ...] = (None, os.cpu_count() or 1),
+                before: Path | None = None) -> list[dict[str, Any]]:
+    """Serve ``model`` and an identity pyfunc the same way; requests/s, p50/p99 and the ratios to the floor.
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    bodies = {"item": {"dataframe_records": [{"item_id": item}], "params": {"k": k}},
-              "session": {"dataframe_records": [{"session": session}], "params": {"k": k}}}
-    table = Table("Over HTTP (mlflow models serve, 1 worker)",
-                  ["model", "request", "concurrency", "requests/s", "p50 ms", "p99 ms"])
-    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
-        store = f"sqlite:///{tmp}/mlflow.db"
-        progress("logging the model and the identity pyfunc")
-        with start_run("bench", experiment="bench-serving", tracking_uri=store):
-            uri = log_model(model).model_uri
-            ident = mlflow.pyfunc.log_model(name="identity", python_model=Identity()).model_uri
-        for name, model_uri in (("identity", ident), ("item2vec", uri)):
-            with _serve(model_uri, store, Path(tmp)) as port:
+    The servers run at once and take turns: each case's ``n`` requests go in
+    ``rounds`` slices, alternating between them, so a change in the machine's
+    load falls on all alike. ``before``: a checkout of older code; the same
+    model is also served with that checkout's ``item2vec`` ("item2vec before").
+    """
+    bodies = _bodies(model, k)
+    names = ("identity", "item2vec") + (("item2vec before",) if before else ())
+    cols = ["server options", "request", "concurrency", "identity req/s", "item2vec req/s", "req/s ratio",
+            "identity p50 ms", "item2vec p50 ms", "p50 ratio", "identity p99 ms", "item2vec p99 ms"]
+    if before:
+        cols += ["before req/s", "before req/s ratio", "before p50 ms", "before p50 ratio", "before p99 ms"]
+    table = Table(f"Over HTTP (mlflow models serve), {n:,} requests each, alternating in {rounds} slices", cols)
+    roots = {"identity": ROOT, "item2vec": ROOT, "item2vec before": before}
+    with _logged(model) as (store, uri, ident):
+        tmp = Path(store.removeprefix("sqlite:///")).parent
+        for w in workers:
+            progress(f"serving {', '.join(names)} ({'-w ' + str(w) if w else 'default options'})")
+            with contextlib.ExitStack() as servers:
+                ports = {name: servers.enter_context(_serve(ident if name == "identity" else uri, store, tmp, w,
+                                                            roots[name] or ROOT))
+                         for name in names}
                 for kind, body in bodies.items():
-                    raw = json.dumps(body).encode()
-                    _load(port, raw, 50, 4)  # warm
-                    for conc in (1, 8, 32):
-                        rps, lat = _load(port, raw, n, conc)
-                        table.add(name, kind, conc, rps, *percentiles_ms(lat))
+                    for port in ports.values():
+                        _load(port, body, 100, 4)  # warm
+                    for conc in CONCURRENCY:
+                        wall = dict.fromkeys(names, 0.0)
+                        lat: dict[str, list[float]] = {name: [] for name in names}
+                        for r in range(rounds):
+                            part = n // rounds + (r < n % rounds)
+                            for name in (names if r % 2 == 0 else names[::-1]):  # turns: ABC, CBA, ...
+                                rps, got = _load(ports[name], body, part, conc)
+                                wall[name] += part / rps
+                                lat[name] += got
+                        res = {x: (n / wall[x], *percentiles_ms(lat[x])) for x in names}
+                        a, b = res["identity"], res["item2vec"]
+                        row = [f"-w {w}" if w else "none (1 worker)", kind, conc, a[0], b[0], b[0] / a[0],
+                               a[1], b[1], b[1] / a[1], a[2], b[2]]
+                        if before:
+                            c = res["item2vec before"]
+                            row += [c[0], c[0] / a[0], c[1], c[1] / a[1], c[2]]
+                        table.add(*row)
     table.print()
+    return [table.to_dict()]
+
+
+def run(n_items: int = 3400, dim: int = 64, repeats: int = 2000, k: int = 10, n_batch: int = 1000,
+        profile_calls: int = 0, http_requests: int = 0, before: Path | None = None) -> list[dict[str, Any]]:
+    """The sections of :mod:`benchmarks.run`: in process; the profile and HTTP when their counts are > 0."""
+    model = synthetic_model(n_items, dim)
+    print(f"\n{n_items:,} items x {dim}-d, k={k}, ids {model.id_type}; item2vec from {ROOT}")
+    out = in_process(model, repeats, k, n_batch)
+    if profile_calls:
+        out += profile(model, k, profile_calls)
+    if http_requests:
+        out += http_tables(model, http_requests, k, before=before)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Print the two tables (markdown) for a synthetic catalogue."""
+    """Print the tables (markdown) for a synthetic catalogue."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=3400)
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2000)
     ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--profile", action="store_true", help="profile the server side of one request")
     ap.add_argument("--http", action="store_true", help="also serve it and an identity pyfunc with MLflow")
     ap.add_argument("--requests", type=int, default=2000, help="per model, request kind and concurrency")
+    ap.add_argument("--before", type=Path, default=None, metavar="DIR",
+                    help="with --http: also serve the model with the item2vec of this older checkout")
     args = ap.parse_args(argv)
-
-    rng = np.random.default_rng(0)
-    ids = np.arange(10_000, 10_000 + args.items)
-    model = ServedModel(ItemEmbeddings(ids, rng.standard_normal((args.items, args.dim)).astype(np.float32)))
-    one = int(ids[5])
-    item_req = pd.DataFrame({"item_id": [one]})
-    session_req = pd.DataFrame({"session": [[int(x) for x in ids[[5, 17, 300]]]]})
-    print(f"\n{machine()}\n{args.items:,} items x {args.dim}-d, k={args.k}")
-
-    lat = Table("In-process latency of one request", ["what", "p50 ms", "p99 ms"])
-    for name, fn in [
-        ("similar_items (the search alone)", lambda: model.embeddings.similar_items(one, k=args.k)),
-        ("predict_frame, one item", lambda: model.predict_frame(item_req, k=args.k)),
-        ("predict_frame, one session", lambda: model.predict_frame(session_req, k=args.k)),
-    ]:
-        lat.add(name, *percentiles_ms(_times(fn, args.repeats)))
-    lat.print()
-
-    batch = [int(x) for x in rng.choice(ids, 1000)]
-    batch_req = pd.DataFrame({"item_id": batch})
-    singles = [pd.DataFrame({"item_id": [x]}) for x in batch]
-    thr = Table("Items per second, 1,000 items", ["how", "median s", "items/s"])
-    t_batch = float(np.median(_times(lambda: model.predict_frame(batch_req, k=args.k), 5)))
-    t_loop = float(np.median(_times(lambda: [model.predict_frame(r, k=args.k) for r in singles], 3)))
-    thr.add("one request of 1,000 items (one matrix product)", t_batch, 1000 / t_batch)
-    thr.add("1,000 one-item requests", t_loop, 1000 / t_loop)
-    thr.print()
-    if args.http:
-        http_tables(model, one, session_req["session"][0], args.requests, args.k)
+    print(f"\n{machine()}; load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    run(args.items, args.dim, args.repeats, args.k, profile_calls=500 if args.profile else 0,
+        http_requests=args.requests if args.http else 0, before=args.before)
 
 
 if __name__ == "__main__":

@@ -79,12 +79,22 @@ class Item2VecPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         self.served = ServedModel.load(context.artifacts[ARTIFACT])
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """Answer a table of requests; a bad request raises an MLflow ``INVALID_PARAMETER_VALUE`` (HTTP 400)."""
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame | list[dict[str, Any]]:
+        """Answer a table of requests; a bad request raises an MLflow ``INVALID_PARAMETER_VALUE`` (HTTP 400).
+
+        Returns a DataFrame (:meth:`~item2vec.serving.ServedModel.predict_frame`),
+        except in MLflow's scoring server, which writes the answer as JSON
+        records: there it gets those records as a list of dicts
+        (:meth:`~item2vec.serving.ServedModel.predict_records`), the same JSON
+        without a DataFrame built only to be taken apart again.
+        """
         params = dict(params or {})
         filter_items = params.get("filter_items")
+        answer = self.served.predict_records if _in_scoring_server() else self.served.predict_frame
         try:
-            return self.served.predict_frame(
+            return answer(
                 model_input,
                 k=_int_param(params.get("k", 10)),
                 filter_items=None if filter_items is None else list(np.asarray(filter_items).reshape(-1).tolist()),
@@ -92,6 +102,11 @@ class Item2VecPyfunc(mlflow.pyfunc.PythonModel):
             )
         except (Item2VecError, ValueError, TypeError) as e:
             raise _BadRequest(str(e)) from None
+
+
+def _in_scoring_server() -> bool:
+    """Whether this process is MLflow's scoring server (``mlflow models serve``), which sets this variable."""
+    return os.environ.get("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", "").lower() in ("true", "1")
 
 
 class _BadRequest(MlflowException):

@@ -13,7 +13,8 @@ string ids. A query in the other spelling is translated (``"32902"`` finds
 column with a gap, finds ``13931``); anything else is unknown, and the message
 says which type the catalogue holds.
 
-**Requests** (:meth:`ServedModel.predict_frame`): a table with an ``item_id``
+**Requests** (:meth:`ServedModel.predict_frame`, or :meth:`~ServedModel.predict_records`
+for the same rows as a list of dicts): a table with an ``item_id``
 column (similar items) and/or a ``session`` column (a list of ids; the next
 items), as a DataFrame, a list of records or a dict of columns. Options:
 ``k`` (> 0), ``filter_items`` (ids never to return) and ``exclude_session``
@@ -240,7 +241,28 @@ class ServedModel:
         filter_items: Iterable[Any] | None = None,
         exclude_session: bool = False,
     ) -> Any:
-        """Answer a table of requests; see the module docstring.
+        """Answer a table of requests as a DataFrame; see the module docstring and :meth:`predict_records`.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per request (per id when an ``item_id`` cell holds a list):
+            ``query``, ``item_ids``, ``scores``, ``unknown``, ``n_ignored``.
+        """
+        return _answers_frame(self.predict_records(frame, k, filter_items, exclude_session))
+
+    def predict_records(
+        self,
+        frame: Any,
+        k: int = 10,
+        filter_items: Iterable[Any] | None = None,
+        exclude_session: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Answer a table of requests as a list of dicts, the rows of :meth:`predict_frame`.
+
+        All the item rows of one request are answered with one batched
+        ``similar_items`` call, all its session rows with one more (or, with a
+        next-item model, one ``recommend_batch``): one matrix product each.
 
         Parameters
         ----------
@@ -252,9 +274,10 @@ class ServedModel:
 
         Returns
         -------
-        pandas.DataFrame
-            One row per request (per id when an ``item_id`` cell holds a list):
-            ``query``, ``item_ids``, ``scores``, ``unknown``, ``n_ignored``.
+        list of dict
+            One dict per request (per id when an ``item_id`` cell holds a list)
+            with ``query``, ``item_ids``, ``scores``, ``unknown``, ``n_ignored``:
+            what MLflow's server writes as JSON.
 
         Raises
         ------
@@ -264,36 +287,46 @@ class ServedModel:
             If ``k`` is not a positive integer.
         """
         k = check_k(k)
-        frame = _to_frame(frame)
-        has_item, has_session = "item_id" in frame.columns, "session" in frame.columns
-        if not (has_item or has_session):
+        n, columns = _columns(frame)
+        if not ("item_id" in columns or "session" in columns):
             raise DataError(
-                f"expected a column 'item_id' (similar items) or 'session' (next items), got {list(frame.columns)}"
+                f"expected a column 'item_id' (similar items) or 'session' (next items), got {list(columns)}"
             )
         banned = self._ids(_as_list(filter_items))
-        columns = {c: frame[c].tolist() for c in ("item_id", "session") if c in frame.columns}
+        items_col, sessions_col = columns.get("item_id"), columns.get("session")
+        vocab = self.next_model.vocab if self.next_model is not None else self.embeddings.vocab
         rows: list[dict[str, Any] | None] = []
         pending: list[tuple[int, Any]] = []  # (answer row, known id): answered together below
-        for i in range(len(frame)):
-            session = columns["session"][i] if has_session else None
+        sessions: list[tuple[int, list[Any], int]] = []  # (answer row, known ids, n_ignored): likewise
+        for i in range(n):
+            session = sessions_col[i] if sessions_col is not None else None
             if not _missing(session):
-                rows.append(self._answer_session(session, k, banned, bool(exclude_session)))
+                entries = _as_list(session)
+                known = [x for x in self._ids(entries) if x in vocab]
+                if known:
+                    sessions.append((len(rows), known, len(entries) - len(known)))
+                    rows.append(None)
+                else:
+                    rows.append({"query": "session", "item_ids": [], "scores": [], "unknown": True,
+                                 "n_ignored": len(entries)})
                 continue
-            item = columns["item_id"][i] if has_item else None
+            item = items_col[i] if items_col is not None else None
             if _missing(item):
-                rec = frame.iloc[[i]].to_dict(orient="records")[0]
+                rec = {c: col[i] for c, col in columns.items()}
                 raise DataError(f"a request row has neither an item_id nor a session: {rec!r}")
             # a list of ids in one cell ({"inputs": {"item_id": [a, b]}}): one flat answer row per id
             for one in _as_list(item):
-                known = self._known_id(one)
-                if known is None:
+                known_id = self._known_id(one)
+                if known_id is None:
                     rows.append({"query": "item_id", "item_ids": [], "scores": [], "unknown": True, "n_ignored": 0})
                 else:
-                    pending.append((len(rows), known))
+                    pending.append((len(rows), known_id))
                     rows.append(None)
         if pending:
             self._answer_items(pending, rows, k, banned)
-        return _answers_frame(rows)
+        if sessions:
+            self._answer_sessions(sessions, rows, k, banned, bool(exclude_session))
+        return rows  # type: ignore[return-value]  # every None was filled above
 
     def _known_id(self, item: Any) -> Any:
         """``item`` in this catalogue's spelling when the embeddings know it, else ``None``."""
@@ -308,26 +341,44 @@ class ServedModel:
     ) -> None:
         """Fill ``rows[i]`` for every ``(i, id)`` of ``pending`` with one batched ``similar_items`` call."""
         ids, scores = self.embeddings.similar_items([x for _, x in pending], k=k, filter_items=banned or None)
-        scores = np.round(scores, 6)
-        valid = np.isfinite(scores)  # a filter that leaves fewer than k pads the row with -inf
-        full = valid.all(axis=1)
-        for (pos, _), row_ids, row_scores, ok, is_full in zip(pending, ids, scores, valid, full, strict=True):
-            if not is_full:
-                row_ids, row_scores = row_ids[ok], row_scores[ok]
-            rows[pos] = {"query": "item_id", "item_ids": row_ids.tolist(), "scores": row_scores.tolist(),
-                         "unknown": False, "n_ignored": 0}
+        _fill(rows, [pos for pos, _ in pending], ids, scores, k, None, "item_id", [0] * len(pending))
 
-    def _answer_session(self, session: Any, k: int, banned: list[Any], exclude: bool) -> dict[str, Any]:
-        entries = _as_list(session)
-        items = self._ids(entries)
-        vocab = self.next_model.vocab if self.next_model is not None else self.embeddings.vocab
-        known = [x for x in items if x in vocab]
-        n_ignored = len(entries) - len(known)
-        if not known:
-            return {"query": "session", "item_ids": [], "scores": [], "unknown": True, "n_ignored": n_ignored}
-        ids, scores = self.recommend(known, k, filter_items=banned, exclude_session=exclude)
-        return {"query": "session", "item_ids": ids.tolist(), "scores": np.round(scores, 6).tolist(),
-                "unknown": False, "n_ignored": n_ignored}
+    def _answer_sessions(
+        self,
+        sessions: list[tuple[int, list[Any], int]],
+        rows: list[dict[str, Any] | None],
+        k: int,
+        banned: list[Any],
+        exclude: bool,
+    ) -> None:
+        """Fill the rows of ``sessions`` (known ids, oldest first) with one batched computation.
+
+        Each row's own exclusions (its session when ``exclude``) are removed from
+        a top ``k`` + (the most any row excludes), so every row keeps ``k`` items
+        where the catalogue has them: the answers of one :meth:`recommend` per row.
+        """
+        positions = [pos for pos, _, _ in sessions]
+        ignored = [n for _, _, n in sessions]
+        drops: list[set[Any]] | None = [set(known) for _, known, _ in sessions] if exclude else None
+        extra = max(len(d) for d in drops) if drops else 0
+        if self.next_model is not None:
+            vocab = self.next_model.vocab
+            banned_idx = vocab.indices(banned, missing="drop") if banned else np.empty(0, np.int64)
+            prefixes = [vocab.indices(known, missing="drop") for _, known, _ in sessions]
+            found, scores = self.next_model.recommend_batch(prefixes, k + len(banned_idx) + extra)
+            scores = np.asarray(scores, dtype=np.float32).copy()
+            if len(banned_idx):
+                scores[np.isin(found, banned_idx)] = -np.inf
+            if drops is not None:
+                for r, prefix in enumerate(prefixes):
+                    scores[r, np.isin(found[r], prefix)] = -np.inf
+            found = np.where(np.isfinite(scores), found, 1)  # padding and dropped places: any real index
+            ids = vocab.lookup(found.reshape(-1)).reshape(found.shape)
+            _fill(rows, positions, ids, scores, k, None, "session", ignored)
+            return
+        lasts = [known[-1] for _, known, _ in sessions]
+        ids, scores = self.embeddings.similar_items(lasts, k=k + extra, filter_items=banned or None)
+        _fill(rows, positions, ids, scores, k, drops, "session", ignored)
 
     # -- persistence ------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -381,6 +432,39 @@ class ServedModel:
         return served
 
 
+def _fill(
+    rows: list[dict[str, Any] | None],
+    positions: list[int],
+    ids: np.ndarray,
+    scores: np.ndarray,
+    k: int,
+    drops: list[set[Any]] | None,
+    query: str,
+    ignored: list[int],
+) -> None:
+    """Write answer ``r`` of a batch into ``rows[positions[r]]``: its first ``k`` valid ids and scores.
+
+    Places scored ``-inf`` (a filter left fewer than ``k``) and, with ``drops``,
+    the row's own excluded ids are left out.
+    """
+    scores = np.round(scores, 6)
+    valid = np.isfinite(scores)
+    full = valid.all(axis=1)
+    narrow = ids.shape[1] == k
+    for r, pos in enumerate(positions):
+        row_ids, row_scores = ids[r], scores[r]
+        if not full[r]:
+            row_ids, row_scores = row_ids[valid[r]], row_scores[valid[r]]
+        id_list, score_list = row_ids.tolist(), row_scores.tolist()
+        if drops is not None:
+            keep = [j for j, x in enumerate(id_list) if x not in drops[r]]
+            id_list, score_list = [id_list[j] for j in keep], [score_list[j] for j in keep]
+        if not narrow:
+            id_list, score_list = id_list[:k], score_list[:k]
+        rows[pos] = {"query": query, "item_ids": id_list, "scores": score_list, "unknown": False,
+                     "n_ignored": ignored[r]}
+
+
 def _missing(x: Any) -> bool:
     if isinstance(x, (list, tuple, np.ndarray)):
         return False
@@ -398,24 +482,27 @@ def _as_list(x: Any) -> list[Any]:
     return [x]
 
 
-def _to_frame(data: Any) -> Any:
-    """A DataFrame of requests from what a server hands over (DataFrame, records, dict of columns)."""
+def _columns(data: Any) -> tuple[int, dict[str, list[Any]]]:
+    """(number of rows, every column as a list) of what a server hands over: DataFrame, records, dict of columns."""
     import pandas as pd
 
     if isinstance(data, pd.DataFrame):
-        return data
+        return len(data), {str(c): col.tolist() for c, col in data.items()}  # no column lookup by name
     if isinstance(data, dict):
         cols = {}
         for name, col in data.items():
             if isinstance(col, np.ndarray):
                 col = list(col) if col.ndim > 1 else col.tolist()
-            cols[name] = col if isinstance(col, list) else [col]
+            elif isinstance(col, tuple):
+                col = list(col)
+            cols[str(name)] = col if isinstance(col, list) else [col]
         lengths = {len(v) for v in cols.values()}
         if len(lengths) > 1:
             raise DataError(f"request columns have different lengths: { {n: len(v) for n, v in cols.items()} }")
-        return pd.DataFrame(cols)
+        return (lengths.pop() if lengths else 0), cols
     if isinstance(data, list) and all(isinstance(r, dict) for r in data):
-        return pd.DataFrame.from_records(data)
+        names = list(dict.fromkeys(name for r in data for name in r))
+        return len(data), {str(c): [r.get(c) for r in data] for c in names}
     raise DataError(
         "expected a table of requests (records with 'item_id' or 'session'), "
         f"got {type(data).__name__}"

@@ -417,7 +417,10 @@ def log_embeddings(
         else:
             mlflow.log_artifact(str(vec), artifact_path=name)
             written.append(f"{name}/{vec.name}")
-        fig = _tsne_picture(embeddings, categories, labels, max_items, random_state) if tsne else None
+        # one t-SNE for both the picture and the page: the page's sample and positions
+        explorer = _explorer(embeddings, categories, labels, max_items, random_state) if tsne else None
+        layout = None if explorer is None else (explorer.sample, explorer.xy[explorer.sample])
+        fig = _tsne_picture(embeddings, categories, labels, max_items, random_state, layout) if tsne else None
         if fig is not None:
             mlflow.log_figure(fig, f"{name}/tsne.png", save_kwargs={"dpi": fig.dpi})
             written.append(f"{name}/tsne.png")
@@ -426,18 +429,25 @@ def log_embeddings(
         embeddings.to_projector(Path(tmp) / "projector", titles=labels, categories=categories)
         mlflow.log_artifacts(str(Path(tmp) / "projector"), artifact_path=f"{name}/projector")
         written += [f"{name}/projector/vectors.tsv", f"{name}/projector/metadata.tsv"]
-        if tsne and len(embeddings) >= 5:
-            from item2vec.explore import Explorer
-
-            page = Explorer(embeddings, labels, categories, map_items=min(max_items, len(embeddings)),
-                            random_state=random_state).write_html(Path(tmp) / "explore.html")
+        if explorer is not None:
+            page = explorer.write_html(Path(tmp) / "explore.html")
             mlflow.log_artifact(str(page), artifact_path=name)
             written.append(f"{name}/{page.name}")
     return written
 
 
+def _explorer(emb: Any, categories: Mapping[Any, str] | None, labels: Mapping[Any, str] | None,
+              max_items: int, random_state: int) -> Any:
+    """The explore page's model (its t-SNE of a sample), or ``None`` for fewer than 5 items."""
+    if len(emb) < 5:
+        return None
+    from item2vec.explore import Explorer
+
+    return Explorer(emb, labels, categories, map_items=min(max_items, len(emb)), random_state=random_state)
+
+
 def _tsne_picture(emb: Any, categories: Mapping[Any, str] | None, labels: Mapping[Any, str] | None,
-                  max_items: int, random_state: int) -> Any:
+                  max_items: int, random_state: int, layout: Any = None) -> Any:
     """The t-SNE figure, or ``None`` (with a logged note) when it cannot be drawn."""
     log = logging.getLogger(__name__)
     try:
@@ -449,7 +459,7 @@ def _tsne_picture(emb: Any, categories: Mapping[Any, str] | None, labels: Mappin
         log.warning("t-SNE picture skipped: %d items are too few", len(emb))
         return None
     return tsne_plot(emb, categories=categories, labels=labels, max_items=max_items, random_state=random_state,
-                     title=f"item2vec: {len(emb):,} items (t-SNE)")
+                     title=f"item2vec: {len(emb):,} items (t-SNE)", layout=layout)
 
 
 def run_url(run: Any, tracking_uri: str | None = None) -> str:

@@ -387,6 +387,7 @@ def tsne_plot(
     path: str | os.PathLike[str] | None = None,
     max_categories: int = 10,
     title: str | None = None,
+    layout: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Figure:
     """A 2-D t-SNE map of item vectors, coloured by category, with labelled items.
 
@@ -417,6 +418,10 @@ def tsne_plot(
     max_categories : int
         Colours before ``"other"`` (at most 12).
     title : str, optional
+    layout : (rows, xy), optional
+        Rows of ``embeddings`` already laid out in 2-D (shape ``(n, 2)``), e.g.
+        an :class:`~item2vec.explore.Explorer`'s ``sample`` and its positions:
+        drawn as they are, instead of sampling and running t-SNE again.
 
     Returns
     -------
@@ -446,10 +451,16 @@ def tsne_plot(
     id_list = ids.tolist()
     text_of = labels if labels is not None else {i: str(i) for i in id_list}
     cand_rows = np.array([r for r, i in enumerate(id_list) if i in text_of], dtype=np.int64)
-    keep = cand_rows if len(cand_rows) <= max_items // 2 else np.empty(0, dtype=np.int64)
-    rows = _sample(ids, keep, max_items, rng)
+    if layout is None:
+        keep = cand_rows if len(cand_rows) <= max_items // 2 else np.empty(0, dtype=np.int64)
+        rows = _sample(ids, keep, max_items, rng)
+        xy = tsne_coordinates(embeddings.vectors[rows], random_state=random_state)
+    else:
+        rows, xy = np.asarray(layout[0], dtype=np.int64), np.asarray(layout[1], dtype=np.float64)
+        if rows.ndim != 1 or xy.shape != (len(rows), 2) or len(rows) < 2:
+            raise ValueError(f"layout must be (rows, xy) with xy of shape (len(rows), 2) and at least 2 rows, "
+                             f"got rows of shape {rows.shape} and xy of shape {xy.shape}")
     sample_ids = [id_list[r] for r in rows]
-    xy = tsne_coordinates(embeddings.vectors[rows], random_state=random_state)
 
     cat_map = categories or {}
     raw = np.array([str(cat_map.get(i, OTHER)) if cat_map.get(i) is not None else OTHER for i in sample_ids],

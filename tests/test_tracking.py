@@ -105,6 +105,21 @@ def test_tsne_picture_when_viz_exists(store):
     assert "item2vec/tsne.png" in _artifacts(store, run.info.run_id)
 
 
+def test_the_picture_and_the_page_share_one_tsne(store, monkeypatch):
+    import item2vec.viz as viz
+
+    calls: list[int] = []
+    original = viz.tsne_coordinates
+    monkeypatch.setattr(viz, "tsne_coordinates", lambda x, **kw: calls.append(len(x)) or original(x, **kw))
+    rng = np.random.default_rng(2)
+    ids = [f"p{i}" for i in range(30)]
+    emb = ItemEmbeddings(ids, rng.normal(size=(30, 6)))
+    with tracking.start_run("one-tsne", experiment="unit", tracking_uri=store):
+        written = tracking.log_embeddings(emb, categories={i: i[-1] for i in ids}, max_items=20)
+    assert {"item2vec/tsne.png", "item2vec/explore.html"} <= set(written)
+    assert calls == [20]  # one t-SNE of the 20-item sample, drawn in the picture and placed on the page
+
+
 def test_a_failing_block_marks_the_run_failed(store):
     with pytest.raises(RuntimeError, match="boom"):
         with tracking.start_run("fails", experiment="unit", tracking_uri=store) as run:
