@@ -10,6 +10,10 @@ Paths are relative to ``../shared/datasets`` beside the checkout (override with
 - movielens: a user's ratings cut at 60-minute gaps; latest 10% of sessions test,
   10% before validation (22 years of data: days would leave test nearly empty).
 - gowalla: a user's check-ins cut at 24-hour gaps; places with >= 3 check-ins.
+- amazon-videogames: SASRec's 5-core review sequences (no timestamps: the line order),
+  one session per user, capped at their last 50 items; the last 10% of users in the
+  file are test, the 10% before validation. Not used to choose the defaults
+  (``pipelines/defaults.py`` checks them on it).
 
 Each can be prepared two ways: consecutive repeats dropped (the default) or kept
 (``keep_repeats=True``, the GRU4Rec / SR-GNN protocol); the prepared data records which.
@@ -45,6 +49,11 @@ DATASETS: dict[str, dict[str, Any]] = {
         "path": "gowalla-checkins-sample/Gowalla_totalCheckins50000.txt",
         "format": "gowalla",
         "prepare": {"session_gap_minutes": 1440, "min_item_support": 3, "test_fraction": 0.1, "valid_fraction": 0.1},
+    },
+    "amazon-videogames": {
+        "path": "amazon-videogames-sasrec/Video.txt",
+        "format": "sasrec",
+        "prepare": {"test_fraction": 0.1, "valid_fraction": 0.1, "max_session_length": 50},
     },
 }
 
