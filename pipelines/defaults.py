@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--tuned", help="a pipelines.tune output (JSON) whose tables[name]['tuned'] replace TUNED")
-    ap.add_argument("--search", type=int, default=8, help="random configurations tried where no tuned one is known")
+    ap.add_argument("--search", type=int, default=8, help="random configurations tried where no tuned one is known (0: no tuned row there)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rows", default="old,new,tuned",
                     help="which test rows to fit (e.g. 'new' alone where the others are known: Online Retail's fits take minutes)")
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         stats = log_stats(data.train)
         print(f"\n### {name}: {stats}", flush=True)
         search: list[dict[str, Any]] = []
-        if name not in tuned:
+        if name not in tuned and a.search > 0:
             for cfg in [OLD_DEFAULTS, new, *sample_configs(a.search, a.seed)]:
                 if cfg in [t["config"] for t in search]:
                     continue
@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             tuned[name] = max(search, key=lambda t: t["mrr@20"])["config"]
         rows: dict[str, Any] = {}
         wanted = a.rows.split(",")
-        for label, cfg in (("old defaults", OLD_DEFAULTS), ("new defaults", new), ("tuned", tuned[name])):
-            if label.split()[0] not in wanted:
+        for label, cfg in (("old defaults", OLD_DEFAULTS), ("new defaults", new), ("tuned", tuned.get(name))):
+            if label.split()[0] not in wanted or cfg is None:
                 continue
             t0 = time.perf_counter()
             rows[label] = {**score(data, cfg, "test"), "config": cfg}
