@@ -9,13 +9,13 @@ with the configuration tuned on that log's validation split. The goal (issue
 
     python -m pipelines.defaults --out runs/defaults.json
     python -m pipelines.defaults --tuned runs/tune.json        # tuned configurations of a pipelines.tune run
-    python -m pipelines.defaults --datasets amazon-videogames --search 8
+    python -m pipelines.defaults --datasets amazon-videogames --search 4   # 4 random draws more
 
 The tuned configurations of the four logs the defaults were chosen on are
 :data:`TUNED` (the ``pipelines.tune`` run in the README) unless ``--tuned`` names
 a ``pipelines.tune`` output. A log without one (Amazon, held out) gets a small
-search here: the first ``--search`` configurations of ``pipelines.tune``'s random
-draws plus both defaults, scored on validation MRR@20, the best taken to test.
+search here: :func:`candidates`, then ``--search`` of ``pipelines.tune``'s random
+draws, scored on validation MRR@20, the best taken to test.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import numpy as np
 from item2vec._io import atomic_file
 from item2vec.embeddings import Item2VecConfig
 from pipelines.datasets import DATASETS, load_dataset
-from pipelines.tune import SPACE, sample_configs, score
+from pipelines.tune import SPACE, WHOLE_SESSION, sample_configs, score
 
 #: The library's defaults before this change (chosen by ``pipelines.tune`` across four logs).
 OLD_DEFAULTS: dict[str, Any] = {
@@ -76,6 +76,16 @@ def log_stats(train: list[np.ndarray]) -> dict[str, float]:
     }
 
 
+def candidates(new: dict[str, Any]) -> list[dict[str, Any]]:
+    """The small search on a log without a tuned configuration, before any random draw.
+
+    Both defaults, the new ones at 16 and 64 dimensions, MovieLens' tuned configuration
+    and ``pipelines.tune``'s gensim-like start (whole session, 64-d, 10 epochs).
+    """
+    return [OLD_DEFAULTS, new, {**new, "vector_size": 16}, {**new, "vector_size": 64}, TUNED["movielens"],
+            WHOLE_SESSION]
+
+
 def _new_defaults() -> dict[str, Any]:
     cfg = Item2VecConfig()
     return {k: getattr(cfg, k) for k in SPACE}
@@ -85,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--tuned", help="a pipelines.tune output (JSON) whose tables[name]['tuned'] replace TUNED")
-    ap.add_argument("--search", type=int, default=8, help="random configurations tried where no tuned one is known (0: no tuned row there)")
+    ap.add_argument("--search", type=int, default=0,
+                    help="random configurations of pipelines.tune tried after candidates() where no tuned one is known")
+    ap.add_argument("--no-search", action="store_true", help="no tuned row where no tuned configuration is known")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rows", default="old,new,tuned",
                     help="which test rows to fit (e.g. 'new' alone where the others are known: Online Retail's fits take minutes)")
@@ -101,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         stats = log_stats(data.train)
         print(f"\n### {name}: {stats}", flush=True)
         search: list[dict[str, Any]] = []
-        if name not in tuned and a.search > 0:
-            for cfg in [OLD_DEFAULTS, new, *sample_configs(a.search, a.seed)]:
+        if name not in tuned and not a.no_search:
+            for cfg in [*candidates(new), *sample_configs(a.search + 1, a.seed)[1:]]:
                 if cfg in [t["config"] for t in search]:
                     continue
                 r = score(data, cfg, "valid")
