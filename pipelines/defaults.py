@@ -92,6 +92,7 @@ def _new_defaults() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Print and write (``--out``) the statistics and the three test rows of each log; 0 on success."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--tuned", help="a pipelines.tune output (JSON) whose tables[name]['tuned'] replace TUNED")
