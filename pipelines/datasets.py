@@ -10,6 +10,11 @@ Paths are relative to ``../shared/datasets`` beside the checkout (override with
 - movielens: a user's ratings cut at 60-minute gaps; latest 10% of sessions test,
   10% before validation (22 years of data: days would leave test nearly empty).
 - gowalla: a user's check-ins cut at 24-hour gaps; places with >= 3 check-ins.
+- amazon-videogames: SASRec's 5-core review sequences (no timestamps: the line order),
+  its first 10,000 users (a third of the file: fits as cheap as MovieLens'), one
+  session per user, capped at their last 50 items; the last 10% of those users in the
+  file are test, the 10% before validation. Not used to choose the defaults
+  (``pipelines/defaults.py`` checks them on it).
 
 Each can be prepared two ways: consecutive repeats dropped (the default) or kept
 (``keep_repeats=True``, the GRU4Rec / SR-GNN protocol); the prepared data records which.
@@ -46,6 +51,12 @@ DATASETS: dict[str, dict[str, Any]] = {
         "format": "gowalla",
         "prepare": {"session_gap_minutes": 1440, "min_item_support": 3, "test_fraction": 0.1, "valid_fraction": 0.1},
     },
+    "amazon-videogames": {
+        "path": "amazon-videogames-sasrec/Video.txt",
+        "format": "sasrec",
+        "first_users": 10_000,
+        "prepare": {"test_fraction": 0.1, "valid_fraction": 0.1, "max_session_length": 50},
+    },
 }
 
 
@@ -79,6 +90,8 @@ def load_dataset(name: str, root: Path = ROOT, keep_repeats: bool = False) -> Se
     spec = DATASETS[name]
     path = root / spec["path"]
     events = read_events(path, spec["format"])
+    if "first_users" in spec:  # SASRec ids count users from 1 in the file's order
+        events = events.filter(events["user_id"] <= spec["first_users"])
     meta = read_item_metadata(path, spec["format"])
     config = PrepareConfig(**{**spec["prepare"], "drop_repeats": not keep_repeats})
     return prepare(events, config, metadata=meta, name=name)
