@@ -258,6 +258,8 @@ def _run_spawn(job: _Job, n: int, callback: EpochCallback | None) -> int:
                 p.terminate()
         for p in pc.processes:
             p.join(5)
+        for f in pc.error_files:  # torch leaves one per rank in the temporary folder
+            Path(f).unlink(missing_ok=True)
 
 
 def _spawned(rank: int, world: int, port: int, job: _Job, epochs: Any) -> None:
