@@ -12,7 +12,8 @@ both alike. The machine's cores are split between the processes
 
 Run (from the repository root, the shared logs under ``../shared/datasets``)::
 
-    nice .venv/bin/python -m benchmarks.nextitem_ddp --dataset gowalla --seeds 0,1,2 --processes 1,2
+    nice .venv/bin/python -m benchmarks.nextitem_ddp --dataset gowalla --seeds 0,1,2 --processes 1,2 \\
+        --epochs 5 --max-train 5000
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import numpy as np
 from benchmarks._common import Table, machine, progress
 
 
-def run(dataset: str, seeds: list[int], processes: list[int], epochs: int, threads: int) -> dict[str, Any]:
+def run(dataset: str, seeds: list[int], processes: list[int], epochs: int, threads: int,
+        max_train: int | None = None) -> dict[str, Any]:
     """Train once per (seed, processes); return the rows and the table."""
     from item2vec.nextitem import NextItemRecommender
     from pipelines.datasets import load_dataset
@@ -40,7 +42,8 @@ def run(dataset: str, seeds: list[int], processes: list[int], epochs: int, threa
         for n in processes:
             progress(f"nextitem_ddp: {dataset}, seed {seed}, {n} process(es)")
             m = NextItemRecommender(init="random", vocab=data.vocab, epochs=epochs, random_state=seed,
-                                    processes=n, num_threads=threads, show_progress=False, device="cpu")
+                                    processes=n, num_threads=threads, max_train=max_train, show_progress=False,
+                                    device="cpu")
             t0 = time.perf_counter()
             m.fit(data.train, n_items=data.n_items, valid=data.valid, repeats_dropped=data.repeats_dropped)
             wall = time.perf_counter() - t0
@@ -80,11 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--processes", default="1,2")
     p.add_argument("--epochs", type=int, default=15, help="upper bound on epochs (early stopping on validation)")
+    p.add_argument("--max-train", type=int, default=None, help="a fixed random sample of this many training prefixes")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads in all, split between processes")
     p.add_argument("--json", default=None, help="also write the per-run rows here")
     a = p.parse_args(argv)
     out = run(a.dataset, [int(s) for s in a.seeds.split(",")], [int(s) for s in a.processes.split(",")],
-              a.epochs, a.threads)
+              a.epochs, a.threads, a.max_train)
     out["table"].print()
     if a.json:
         with open(a.json, "w") as fh:
