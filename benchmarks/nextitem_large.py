@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loss")
     p.add_argument("--batches", type=int)
     p.add_argument("--n-negatives", type=int, default=N_NEGATIVES)
+    p.add_argument("--scale", type=float, default=1.0, help="multiply every row's batches by this")
+    p.add_argument("--losses", default="full,sampled", help="comma-separated losses to run (default both)")
     p.add_argument("--only", default=None, help="comma-separated catalogue sizes to run (default: all of CONFIGS)")
     p.add_argument("--json", default=None, help="also write the rows here")
     a = p.parse_args(argv)
@@ -86,14 +88,6 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(a.items, a.loss, a.batches, a.n_negatives)))
         return 0
     only = {int(s) for s in a.only.split(",")} if a.only else None
-    rows = []
-    for n, loss, batches in CONFIGS:
-        if only and n not in only:
-            continue
-        progress(f"nextitem_large: {n:,} items, {loss} loss, {batches} batches")
-        rows.append(run_child("benchmarks.nextitem_large", ["--child", "--items", str(n), "--loss", loss,
-                                                            "--batches", str(batches),
-                                                            "--n-negatives", str(a.n_negatives)], timeout=3600))
     table = Table(
         f"BiLSTM training on large catalogues (batch {BATCH}, one torch thread, one pass)",
         ["items", "loss", "batches", "examples/s", "peak RSS MB", "RSS before the model MB", "added by the model MB"],
@@ -101,13 +95,28 @@ def main(argv: list[str] | None = None) -> int:
              "negatives with the log-Q correction; `full`: cross-entropy over the whole catalogue. Peak RSS: "
              "VmHWM of a fresh process per row.",
     )
-    for r in rows:
-        table.add(f"{r['n_items']:,}", r["loss"], r["batches"], r["examples_per_second"], r["peak_rss_mb"],
-                  r["rss_before_model_mb"], r["peak_rss_mb"] - r["rss_before_model_mb"])
+    rows: list[dict[str, Any]] = []
+    for n, loss, batches in CONFIGS:
+        if (only and n not in only) or loss not in a.losses.split(","):
+            continue
+        batches = max(1, round(batches * a.scale))
+        progress(f"nextitem_large: {n:,} items, {loss} loss, {batches} batches")
+        try:
+            r = run_child("benchmarks.nextitem_large", ["--child", "--items", str(n), "--loss", loss,
+                                                        "--batches", str(batches),
+                                                        "--n-negatives", str(a.n_negatives)], timeout=3600)
+        except RuntimeError as e:  # killed (out of memory) or failed: a row that says so
+            first = str(e).splitlines()[0]
+            r = {"n_items": n, "loss": loss, "batches": batches, "failed": first[first.rfind("failed"):]}
+            table.add(f"{n:,}", loss, batches, r["failed"], float("nan"), float("nan"), float("nan"))
+        else:
+            table.add(f"{n:,}", r["loss"], r["batches"], r["examples_per_second"], r["peak_rss_mb"],
+                      r["rss_before_model_mb"], r["peak_rss_mb"] - r["rss_before_model_mb"])
+        rows.append(r)
+        if a.json:
+            with open(a.json, "w") as fh:
+                json.dump(rows, fh, indent=1)
     table.print()
-    if a.json:
-        with open(a.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
     return 0
 
 
