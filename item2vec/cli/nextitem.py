@@ -9,7 +9,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from item2vec.cli._common import log_dataset, mlflow_run, tracking_parent
+from item2vec.cli._common import (
+    engine_parent,
+    log_dataset,
+    mlflow_run,
+    spark_session,
+    tracking_parent,
+)
 
 __all__ = ["add_parser", "cmd_train_next"]
 
@@ -21,7 +27,7 @@ def add_parser(sub: Any) -> None:
         help="train the BiLSTM next-item model (item2vec-initialised or random)",
         description="Train the BiLSTM next-item model on a prepared-data directory, early-stopping "
         "on validation MRR@20, and write a checkpoint directory.",
-        parents=[tracking_parent()],
+        parents=[tracking_parent(), engine_parent()],
     )
     p.add_argument("--data", required=True, help="prepared-data directory (item2vec prepare)")
     p.add_argument("--embeddings", default=None,
@@ -54,6 +60,9 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--max-train", type=int, help="sample this many training prefixes")
     t.add_argument("--max-valid", type=int, help="sample this many validation prefixes")
     t.add_argument("--seed", type=int, dest="random_state")
+    t.add_argument("--processes", type=_positive_int, default=None, metavar="N",
+                   help="data-parallel training processes (torch.distributed; with --engine spark launched by "
+                   "Spark's TorchDistributor on the driver); default 1")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: $ITEM2VEC_DEVICE, else CUDA if present)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train_next)
@@ -62,8 +71,18 @@ def add_parser(sub: Any) -> None:
 _PARAMS = (
     "hidden_size", "num_layers", "embedding_dim", "pooling", "dropout", "max_prefix", "loss", "n_negatives",
     "epochs", "batch_size", "lr", "weight_decay", "clip_norm", "patience", "lr_decay", "max_train", "max_valid",
-    "random_state", "device",
+    "random_state", "device", "processes",
 )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return n
 
 
 def cmd_train_next(a: argparse.Namespace) -> int:
@@ -82,6 +101,9 @@ def cmd_train_next(a: argparse.Namespace) -> int:
             params["tied"] = False
         if a.residual_last:
             params["residual_last"] = True
+        if a.engine == "spark" and params.get("processes", 1) > 1:
+            spark_session(a)  # TorchDistributor runs on the active session's driver
+            params["launcher"] = "spark"
         data = SessionData.load(a.data)
         emb = None
         if a.init == "item2vec":

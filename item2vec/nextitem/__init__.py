@@ -1,5 +1,6 @@
 """The BiLSTM next-item model: config + module, trainer, recommender, checkpoint loader."""
 
+from item2vec.nextitem.distributed import DistributedTrainingError
 from item2vec.nextitem.model import NextItemConfig, NextItemModel, pretrained_table
 from item2vec.nextitem.recommender import NextItemRecommender, load_next_model
 from item2vec.nextitem.train import (
@@ -12,6 +13,7 @@ from item2vec.nextitem.train import (
 )
 
 __all__ = [
+    "DistributedTrainingError",
     "Examples",
     "NextItemConfig",
     "NextItemModel",

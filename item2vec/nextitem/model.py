@@ -68,8 +68,9 @@ class NextItemConfig(DictConfig):
         ``"full"``: cross-entropy over the whole catalogue (exact; costs ``B x n``
         per step). ``"sampled"``: softmax over the batch's own targets plus
         ``n_negatives`` shared uniformly drawn items, with the log-frequency
-        correction for in-batch sampling. Switch to ``"sampled"`` when ``B x n``
-        logits per step no longer fit (roughly ``n`` above 10^5 to 10^6 items on CPU).
+        correction for in-batch sampling. Switch to ``"sampled"`` from about
+        10^5 items: there the full softmax trained 5-15x slower on CPU, and at 10^6
+        items it needs ~5 GB per process at batch 256 (``benchmarks/NEXTITEM.md``).
     n_negatives : int
         Extra uniform negatives for ``loss="sampled"``.
     """

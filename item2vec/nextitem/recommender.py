@@ -79,7 +79,8 @@ class NextItemRecommender(Recommender):
         :class:`~item2vec.nextitem.model.NextItemConfig` fields (``hidden_size``,
         ``num_layers``, ``pooling``, ``tied``, ``dropout``, ``max_prefix``, ``loss``,
         ...) and :class:`~item2vec.nextitem.train.TrainConfig` fields (``epochs``,
-        ``batch_size``, ``lr``, ``patience``, ``random_state``, ``device``, ...).
+        ``batch_size``, ``lr``, ``patience``, ``random_state``, ``device``,
+        ``processes`` for data-parallel training, ...).
         With ``init="item2vec"`` the table width is the vectors' size; an
         ``embedding_dim`` given (here or in ``config``) that differs becomes a
         projection to that width.

@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from torch import nn
 from item2vec._config import DictConfig
 from item2vec._progress import tqdm
 from item2vec.exceptions import EmptyDataError
+
+if TYPE_CHECKING:
+    from item2vec.nextitem.distributed import Comm
 
 __all__ = ["Examples", "TrainConfig", "TrainResult", "Trainer", "make_examples", "resolve_device", "rank_metrics", "ranked_topk"]
 
@@ -218,6 +221,16 @@ class TrainConfig(DictConfig):
         as fast as more and far steadier for models of this size.
     show_progress : bool
         A tqdm bar over epochs with the loss.
+    processes : int
+        Data-parallel training processes (``torch.distributed``, see
+        :mod:`item2vec.nextitem.distributed`): each takes its share of every batch
+        of ``batch_size`` prefixes (so the optimisation is that of one process) and
+        ``num_threads`` (default: the CPU count) is split between them. 1 trains
+        in this process.
+    launcher : {"spawn", "spark"}
+        With ``processes > 1``: local processes started by
+        ``torch.multiprocessing``, or by Spark's ``TorchDistributor`` on the
+        driver (needs an active SparkSession).
 
     Whether validation ranks leave out each prefix's last item is not a setting
     but a fact of the data: see ``exclude_last`` of :meth:`Trainer.fit`.
@@ -240,16 +253,21 @@ class TrainConfig(DictConfig):
     device: str | None = None
     num_threads: int | None = None
     show_progress: bool = True
+    processes: int = 1
+    launcher: Literal["spawn", "spark"] = "spawn"
 
     def __post_init__(self) -> None:
         if (self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.patience < 1 or self.k < 1
-                or (self.num_threads is not None and self.num_threads < 1) or not 0 < self.lr_decay <= 1):
+                or (self.num_threads is not None and self.num_threads < 1) or not 0 < self.lr_decay <= 1
+                or self.processes < 1):
             raise ValueError(
-                "TrainConfig: need epochs, batch_size, patience, k, num_threads >= 1, lr > 0 and "
+                "TrainConfig: need epochs, batch_size, patience, k, num_threads, processes >= 1, lr > 0 and "
                 f"0 < lr_decay <= 1, got epochs={self.epochs}, batch_size={self.batch_size}, "
-                f"patience={self.patience}, k={self.k}, num_threads={self.num_threads}, lr={self.lr}, "
-                f"lr_decay={self.lr_decay}"
+                f"patience={self.patience}, k={self.k}, num_threads={self.num_threads}, "
+                f"processes={self.processes}, lr={self.lr}, lr_decay={self.lr_decay}"
             )
+        if self.launcher not in ("spawn", "spark"):
+            raise ValueError(f"TrainConfig: launcher must be 'spawn' or 'spark', got {self.launcher!r}")
 
 
 
@@ -343,7 +361,35 @@ class Trainer:
             val = valid if isinstance(valid, Examples) else _maybe_examples(valid, max_prefix)
             if val is not None and cfg.max_valid is not None and len(val) > cfg.max_valid:
                 val = val.subset(np.sort(rng.choice(len(val), cfg.max_valid, replace=False)))
+        if cfg.processes > 1:
+            from item2vec.nextitem.distributed import fit_distributed
+
+            return fit_distributed(cfg, model, ex, val, rng, callback, exclude_last)
+        return self._loop(model, ex, val, rng, callback, exclude_last, device)
+
+    def _loop(
+        self,
+        model: nn.Module,
+        ex: Examples,
+        val: Examples | None,
+        rng: np.random.Generator,
+        callback: EpochCallback | None,
+        exclude_last: bool,
+        device: torch.device,
+        comm: Comm | None = None,
+    ) -> TrainResult:
+        """The epochs: in this process, or (``comm``) as one rank of a data-parallel group.
+
+        ``comm`` wraps the model (DDP), gives this rank its share of each batch and
+        sums the epoch's loss and validation counts over the ranks, so every rank
+        takes the same early-stopping decisions.
+        """
+        from item2vec.nextitem.distributed import Comm
+
+        cfg = self.config
+        comm = comm or Comm()
         model.to(device)
+        net = comm.wrap(model)
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         key = f"val_mrr@{cfg.k}"
@@ -354,19 +400,20 @@ class Trainer:
             opt, mode="max", factor=cfg.lr_decay, patience=0, threshold=cfg.min_delta, threshold_mode="abs", eps=0.0)
             if cfg.lr_decay < 1.0 and val is not None else None)
         best_score, best_state, stale = -math.inf, None, 0
-        n_batches = math.ceil(len(ex) / cfg.batch_size)
+        batch_size = comm.batch_size(cfg.batch_size)
+        n_batches = math.ceil(comm.n_local(len(ex)) / batch_size)
         t_start, train_seconds = time.perf_counter(), 0.0
         for epoch in range(1, cfg.epochs + 1):
             model.train()
-            order = rng.permutation(len(ex))
+            order = comm.shard(rng.permutation(len(ex)))
             total, seen = 0.0, 0
             t0 = time.perf_counter()
             bar = tqdm(total=n_batches, desc=f"bilstm epoch {epoch}", unit="batch",
-                       disable=not cfg.show_progress, leave=False)
+                       disable=not (cfg.show_progress and comm.is_main), leave=False)
             for b in range(n_batches):
-                idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+                idx = order[b * batch_size : (b + 1) * batch_size]
                 items, lengths, targets = ex.batch(idx, device)
-                _, loss = model(items, lengths, targets)
+                _, loss = net(items, lengths, targets)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.clip_norm:
@@ -378,12 +425,14 @@ class Trainer:
                     bar.set_postfix(loss=f"{total / seen:.4f}")
                 bar.update(1)
             bar.close()
+            total, seen = comm.sum(total, seen)
             epoch_s = time.perf_counter() - t0
             train_seconds += epoch_s
             metrics: dict[str, float] = {"loss": total / max(seen, 1), "examples_per_second": seen / max(epoch_s, 1e-9),
                                          "lr": opt.param_groups[0]["lr"]}
             if val is not None:
-                metrics.update({f"val_{m}": v for m, v in rank_metrics(model, val, cfg.k, device=device, exclude_last=exclude_last).items()})
+                metrics.update({f"val_{m}": v for m, v in comm.rank_metrics(
+                    model, val, cfg.k, device=device, exclude_last=exclude_last).items()})
             result.history.append({"epoch": epoch, **metrics})
             result.epochs_run = epoch
             if callback is not None:
