@@ -820,11 +820,18 @@ def _metadata(events: Any, cfg: RetrainConfig) -> pl.DataFrame | None:
 
 def _read(job: _Job) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """Step ``read``: the events of the window and the item metadata."""
-    events = read_window(job.events, job.cfg.format, start=job.start, end=job.end, **job.cfg.read)
+    if job.cfg.engine == "spark":  # read by the executors: a Spark frame
+        from item2vec.spark.readers import read_window_spark
+        from item2vec.spark.session import get_spark
+
+        events = read_window_spark(job.events, job.cfg.format, start=job.start, end=job.end,
+                                   spark=get_spark(job.cfg.spark_master), **job.cfg.read)
+    else:
+        events = read_window(job.events, job.cfg.format, start=job.start, end=job.end, **job.cfg.read)
     return events, _metadata(job.events, job.cfg)
 
 
-def _prepare(job: _Job, events: pl.DataFrame, metadata: pl.DataFrame | None) -> None:
+def _prepare(job: _Job, events: Any, metadata: pl.DataFrame | None) -> None:
     """Step ``prepare``: sessions and the train / validation / test split; logs the config and the data."""
     from item2vec import tracking
     from item2vec.data import PrepareConfig, prepare
