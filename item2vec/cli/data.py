@@ -113,12 +113,12 @@ def cmd_prepare(a: argparse.Namespace) -> int:
         if a.engine == "spark":  # read by the executors, the same rules in Spark SQL, the same SessionData
             import functools
 
-            from item2vec.spark import prepare_spark
             from item2vec.spark.readers import read_window_spark
+            from item2vec.spark.sessions import prepare_spark_to
 
             spark = spark_session(a)
             events = read_window_spark(a.events, a.format, spark=spark, **opts)
-            run_prepare = functools.partial(prepare_spark, spark=spark)
+            run_prepare = functools.partial(prepare_spark_to, a.out, spark=spark)  # the executors write --out
         else:
             events = read_events(a.events, a.format, **opts)
         meta = read_item_metadata(a.events, a.format)
@@ -134,8 +134,11 @@ def cmd_prepare(a: argparse.Namespace) -> int:
             print(f"item2vec: warning: {msg}", file=sys.stderr)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    data.save(a.out)
-    s = data.stats
+    if isinstance(data, dict):  # --engine spark: the stats of the directory it wrote
+        s = data
+    else:
+        data.save(a.out)
+        s = data.stats
     print(f"prepared {s['events_kept']:,} of {s['events_in']:,} events, {s['items']:,} items -> {a.out}")
     if not a.quiet:  # --quiet keeps the result line, not the breakdown
         split = describe_split(s["split"]).replace(
