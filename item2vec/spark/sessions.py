@@ -441,8 +441,9 @@ def _finish_on_spark(encoded: Any, sizes: dict[str, tuple[int, int]], cfg: Prepa
     cap = cfg.max_session_length
     capped = (n > cap) if cap else F.lit(False)
     df = df.withColumn("capped", capped).withColumn(
+        "cut", F.when(F.col("capped"), n - cap).otherwise(0) if cap else F.lit(0))
+    df = df.withColumn(
         "d", F.when(F.col("capped"), F.slice("d", -cap, cap)).otherwise(F.col("d")) if cap else F.col("d"))
-    df = df.withColumn("cut", F.when(F.col("capped"), n - cap).otherwise(0) if cap else F.lit(0))
     df = df.withColumn("kept", F.size("d") >= cfg.min_session_length).persist()
     counts = {r["split"]: r for r in df.groupBy("split").agg(
         F.count("*").alias("seqs"), F.sum("cut").alias("capped_events"),

@@ -148,30 +148,40 @@ def test_shared_datasets_parity(spark, shared_datasets, name, tmp_path):
           + f" sessions, {len(got.vocab):,} items: identical, and the written directory too")
 
 
-def test_spark_readers_give_the_polars_sessions(spark, tmp_path):
+def _frame(sdf) -> pl.DataFrame:
+    """A Spark event frame as the polars reader's: in read order, naive UTC microseconds, no _order."""
+    df = pl.from_arrow(sdf.orderBy("_order").drop("_order").toArrow())
+    return df.with_columns(pl.col("timestamp").dt.replace_time_zone(None).cast(pl.Datetime("us")))
+
+
+def test_spark_readers_give_the_polars_frames_and_sessions(spark, tmp_path):
     """CSV with string ids and ISO times (naive, Z, +01:00); Parquet with its own names and epoch milliseconds."""
     from item2vec.spark.readers import read_events_spark
     from item2vec.spark.sessions import prepare_spark
 
     ev = _log(seed=5, str_ids=True)
-    iso = ev.with_columns(pl.when(pl.int_range(pl.len()) % 3 == 0).then(pl.col("timestamp").dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
-                          .when(pl.int_range(pl.len()) % 3 == 1)
+    nth = pl.int_range(pl.len()) % 3
+    iso = ev.with_columns(pl.when(nth == 0).then(pl.col("timestamp").dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+                          .when(nth == 1)
                           .then((pl.col("timestamp") + pl.duration(hours=1)).dt.strftime("%Y-%m-%dT%H:%M:%S+01:00"))
                           .otherwise(pl.col("timestamp").dt.strftime("%Y-%m-%d %H:%M:%S")).alias("timestamp"))
     iso.write_csv(tmp_path / "events.csv")
     ints = _log(seed=6).select(pl.col("user_id").alias("visitor"), pl.col("item_id").alias("sku"),
                                pl.col("timestamp").dt.epoch("ms").alias("t"))
     ints.write_parquet(tmp_path / "events.parquet")
+    for path, fmt, opts in ((tmp_path / "events.csv", "csv", {"session_col": None, "user_col": "user_id"}),
+                            (tmp_path / "events.parquet", "parquet",
+                             {"item_col": "sku", "session_col": None, "user_col": "visitor", "time_col": "t"})):
+        want = read_events(path, fmt, **opts)
+        got = read_events_spark(path, fmt, spark, **opts)
+        assert _frame(got).equals(want.drop("_order")), fmt
+    # and the sessions of the frame Spark read (integer ids, users cut at gaps)
     cfg = PrepareConfig(min_item_support=2, session_gap_minutes=30)
-    for path, opts in ((tmp_path / "events.csv", {"session_col": None, "user_col": "user_id"}),
-                       (tmp_path / "events.parquet", {"item_col": "sku", "session_col": None, "user_col": "visitor",
-                                                      "time_col": "t"})):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            want = prepare(read_events(path, "csv" if path.suffix == ".csv" else "parquet", **opts), cfg)
-            got = prepare_spark(read_events_spark(path, "csv" if path.suffix == ".csv" else "parquet", spark, **opts),
-                                cfg)
-        assert_same(want, got)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = prepare(read_events(path, fmt, **opts), cfg)
+        from_spark = prepare_spark(got, cfg)
+    assert_same(want, from_spark)
     # the polars readers' errors
     ints.with_columns(pl.when(pl.col("sku") == ints["sku"][3]).then(None).otherwise(pl.col("sku")).alias("sku")) \
         .write_csv(tmp_path / "null.csv")
