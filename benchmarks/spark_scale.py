@@ -213,7 +213,9 @@ def main(argv: list[str] | None = None) -> None:
                                       env={**os.environ, "PYTHONPATH": str(ROOT)})
                 line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
                 if not line:
-                    print(f"| {n:,} | {engine} | failed: {proc.stderr[-800:]!r} |", flush=True)
+                    first = [x for x in proc.stderr.splitlines() if "Error" in x or "Exception" in x][:3]
+                    print(f"| {n:,} | {engine} | failed (rc {proc.returncode}): {first!r} {proc.stderr[-400:]!r} |",
+                          flush=True)
                     continue
                 r = json.loads(line[0][7:])
                 s = r["seconds"]
