@@ -8,8 +8,10 @@ sessions) is written as Parquet; then each engine runs in its own subprocess:
 - polars: ``read_parquet`` → ``prepare`` → ``Item2Vec.fit`` (gensim, 2 threads) →
   ``neighbours_table``;
 - spark: a local standalone cluster (master + 2 workers, 1 core and ``--worker-memory``
-  each) → ``spark.read.parquet`` → ``prepare_spark`` → ``SparkItem2Vec.fit`` (2 partitions,
-  reading the prepared ``train.parquet``) → ``spark_neighbours_table`` written by the executors.
+  each; or ``--spark-master local[2]``) → ``read_events_spark`` (``spark.read.parquet``) →
+  ``prepare_spark_to`` (the executors write the prepared directory) → ``SparkItem2Vec.fit``
+  (2 partitions, reading the prepared ``train.parquet``) → ``spark_neighbours_table``
+  written by the executors.
 
 Both train 64-d vectors, window 5, ``--epochs`` passes, top-``--k`` neighbours (exact up
 to 50,000 items, HNSW above). Seconds per step and the peak resident memory (``VmHWM``)
@@ -129,15 +131,21 @@ def run_polars(path: str, epochs: int, k: int, out: str) -> dict[str, Any]:
             "peak_mib": {"process": _hwm_kib() // 1024}}
 
 
-def run_spark(path: str, epochs: int, k: int, out: str, worker_memory: str) -> dict[str, Any]:
-    from item2vec.spark import SparkItem2Vec, get_spark, prepare_spark, spark_neighbours_table
+def run_spark(path: str, epochs: int, k: int, out: str, worker_memory: str, master: str = "cluster") -> dict[str, Any]:
+    import contextlib
+
+    from item2vec.spark import SparkItem2Vec, get_spark, spark_neighbours_table
     from item2vec.spark.cluster import local_cluster
+    from item2vec.spark.readers import read_events_spark
+    from item2vec.spark.sessions import prepare_spark_to
 
     os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
     t: dict[str, float] = {}
-    with local_cluster(2, cores=1, memory=worker_memory, python_path=str(ROOT)) as cluster:
+    on_cluster = master == "cluster"
+    with (local_cluster(2, cores=1, memory=worker_memory, python_path=str(ROOT)) if on_cluster
+          else contextlib.nullcontext()) as cluster:
         t0 = time.perf_counter()
-        spark = get_spark(cluster.url, **{"spark.executor.memory": worker_memory, "spark.cores.max": "2",
+        spark = get_spark(cluster.url if on_cluster else master, **{"spark.executor.memory": worker_memory, "spark.cores.max": "2",
                                           "spark.sql.shuffle.partitions": "8", "spark.driver.memory": "4g",
                                           "spark.driver.host": "127.0.0.1", "spark.ui.enabled": "false",
                                           "spark.executorEnv.PYTHONPATH": str(ROOT)})
@@ -149,8 +157,8 @@ def run_spark(path: str, epochs: int, k: int, out: str, worker_memory: str) -> d
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            data = prepare_spark(spark.read.parquet(path), PrepareConfig(min_item_support=5))
-        data.save(Path(out) / "data")
+            events = read_events_spark(path, "parquet", spark, session_col=None, user_col="user_id")
+            stats = prepare_spark_to(Path(out) / "data", events, PrepareConfig(min_item_support=5))
         t["sessionize"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         model = SparkItem2Vec(vector_size=CONF["dim"], window=CONF["window"], epochs=epochs, num_partitions=2)
@@ -161,7 +169,7 @@ def run_spark(path: str, epochs: int, k: int, out: str, worker_memory: str) -> d
         kind = "exact" if len(emb) <= 50_000 else "ann"
         spark_neighbours_table(emb, Path(out) / "nb", k=k, index=kind, spark=spark, partitions=4)
         t["neighbours"] = time.perf_counter() - t0
-        procs = _group_hwm(cluster.pgids())
+        procs = _group_hwm(cluster.pgids()) if on_cluster else []
         jvm = [_hwm_kib(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and _ppid(d.name) == os.getpid()]
         spark.stop()
     peak = {"driver": _hwm_kib() // 1024, "driver-jvm": max(jvm, default=0) // 1024}
@@ -169,7 +177,7 @@ def run_spark(path: str, epochs: int, k: int, out: str, worker_memory: str) -> d
         vals = [v // 1024 for kk, v in procs if kk == kind]
         if vals:
             peak[kind] = max(vals)
-    return {"seconds": t, "items": len(emb), "train_sessions": len(data.train), "peak_mib": peak}
+    return {"seconds": t, "items": len(emb), "train_sessions": stats["train"]["sessions"], "peak_mib": peak}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -179,13 +187,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--worker-memory", default="3g")
+    ap.add_argument("--spark-master", default="cluster",
+                    help="'cluster' (a local master + 2 workers, default) or a master URL such as local[2]")
     ap.add_argument("--child", nargs=2, metavar=("ENGINE", "PATH"), help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
         engine, path = a.child
         res = (run_polars(path, a.epochs, a.k, a.out) if engine == "polars"
-               else run_spark(path, a.epochs, a.k, a.out, a.worker_memory))
+               else run_spark(path, a.epochs, a.k, a.out, a.worker_memory, a.spark_master))
         print("RESULT " + json.dumps(res), flush=True)
         return
     print("| events | engine | items | sessionize s | train s | neighbours s | peak MiB per process |")
@@ -197,12 +207,15 @@ def main(argv: list[str] | None = None) -> None:
                 out = Path(d) / engine
                 out.mkdir()
                 cmd = [sys.executable, "-m", "benchmarks.spark_scale", "--child", engine, str(log), "--out", str(out),
-                       "--epochs", str(a.epochs), "--k", str(a.k), "--worker-memory", a.worker_memory]
+                       "--epochs", str(a.epochs), "--k", str(a.k), "--worker-memory", a.worker_memory,
+                       "--spark-master", a.spark_master]
                 proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                                       env={**os.environ, "PYTHONPATH": str(ROOT)})
                 line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
                 if not line:
-                    print(f"| {n:,} | {engine} | failed: {proc.stderr[-800:]!r} |", flush=True)
+                    first = [x for x in proc.stderr.splitlines() if "Error" in x or "Exception" in x][:3]
+                    print(f"| {n:,} | {engine} | failed (rc {proc.returncode}): {first!r} {proc.stderr[-400:]!r} |",
+                          flush=True)
                     continue
                 r = json.loads(line[0][7:])
                 s = r["seconds"]

@@ -212,6 +212,14 @@ class RetrainConfig(DictConfig):
         A CSV or Parquet file ``item_id, title[, category]`` (titles label the
         t-SNE picture, the category colours it). Default: what the format's
         reader finds (Online Retail descriptions, MovieLens titles and genres).
+    engine : str
+        ``"polars"`` (default): polars + gensim in this process; ``"spark"``: sessions by
+        :func:`item2vec.spark.prepare_spark` and item2vec by :class:`item2vec.spark.SparkItem2Vec`
+        (the BiLSTM and the baselines train here on the prepared data). Spark's Word2Vec cannot
+        start from given vectors: with ``warm_start`` it trains cold and the report says so.
+    spark_master : str
+        With ``engine = "spark"``: ``local[*]`` (default), ``local[N]`` or ``spark://HOST:PORT``
+        (an active SparkSession is used as it is).
     """
 
     _label = "retrain option"
@@ -234,6 +242,8 @@ class RetrainConfig(DictConfig):
     tsne_max_items: int = 2000
     stability_k: int = 10
     metadata: str | None = None
+    engine: str = "polars"
+    spark_master: str = "local[*]"
 
     def __post_init__(self) -> None:
         from item2vec.data import PrepareConfig
@@ -251,6 +261,8 @@ class RetrainConfig(DictConfig):
         if self.k <= 0 or self.stability_k <= 0:
             raise ValueError(f"k and stability_k must be positive, got {self.k}, {self.stability_k}")
         self.candidates  # noqa: B018 - validates serve
+        if self.engine not in ("polars", "spark"):
+            raise ValueError(f"engine must be 'polars' or 'spark', got {self.engine!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The nested dict of the config file, every section's defaults written out."""
@@ -477,6 +489,9 @@ class RetrainReport:
         Wall time of the job.
     step_seconds : dict or None
         Wall time of each step that ran.
+    engine : dict or None
+        ``name`` (``polars`` / ``spark``); on Spark its ``spark_master`` and what item2vec
+        could not do there (``warm_start``, ``ignored_item2vec_options``).
     """
 
     status: str = "running"
@@ -505,10 +520,12 @@ class RetrainReport:
     error: str | None = None
     seconds: float | None = None
     step_seconds: dict[str, float] | None = None
+    engine: dict[str, Any] | None = None
 
     #: Left out of the JSON report until a step sets them.
     _UNTIL_SET = frozenset({"reaped", "dataset", "champion_version", "warm_started", "served_model", "validation",
-                            "served_choice", "metrics", "gating", "model_uri", "error", "seconds", "step_seconds"})
+                            "served_choice", "metrics", "gating", "model_uri", "error", "seconds", "step_seconds",
+                            "engine"})
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report: every field set so far, in field order (``stability`` once the evaluation ran)."""
@@ -534,6 +551,9 @@ def format_report(report: RetrainReport) -> str:
     if report.served_model:
         lines.append(f"  serves recommend(): {report.served_model} ({report.served_choice or ''}); "
                      "similar_items: item2vec")
+    if report.engine and report.engine.get("name") == "spark":
+        lines.append(f"  engine: spark ({report.engine.get('spark_master')})"
+                     + (f"; {report.engine['warm_start']}" if report.engine.get("warm_start") else ""))
     for dead in report.reaped or []:
         lines.append(f"  marked FAILED: run {dead['run_id']} (its process died during step {dead['failed_step']!r})")
     if report.stability:
@@ -888,16 +908,28 @@ def _metadata(events: Any, cfg: RetrainConfig) -> pl.DataFrame | None:
 
 def _read(job: _Job) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """Step ``read``: the events of the window and the item metadata."""
-    events = read_window(job.events, job.cfg.format, start=job.start, end=job.end, **job.cfg.read)
+    if job.cfg.engine == "spark":  # read by the executors: a Spark frame
+        from item2vec.spark.readers import read_window_spark
+        from item2vec.spark.session import get_spark
+
+        events = read_window_spark(job.events, job.cfg.format, start=job.start, end=job.end,
+                                   spark=get_spark(job.cfg.spark_master), **job.cfg.read)
+    else:
+        events = read_window(job.events, job.cfg.format, start=job.start, end=job.end, **job.cfg.read)
     return events, _metadata(job.events, job.cfg)
 
 
-def _prepare(job: _Job, events: pl.DataFrame, metadata: pl.DataFrame | None) -> None:
+def _prepare(job: _Job, events: Any, metadata: pl.DataFrame | None) -> None:
     """Step ``prepare``: sessions and the train / validation / test split; logs the config and the data."""
     from item2vec import tracking
     from item2vec.data import prepare
 
     start, end = job.start, job.end
+    job.report.engine = {"name": job.cfg.engine}
+    if job.cfg.engine == "spark":  # the same rules in Spark SQL, the same SessionData
+        from item2vec.spark.retrain import spark_prepare
+
+        prepare = spark_prepare(job.cfg, job.report.engine)
     job.data = prepare(events, job.cfg.prepare, metadata=metadata,
                        name=Path(str(job.events)).name + (f"[{start or ''}..{end or ''}]" if start or end else ""))
     job.report.dataset = job.data.stats
@@ -929,6 +961,11 @@ def _item2vec(job: _Job) -> None:
     from item2vec.embeddings import Item2Vec
 
     cfg, data, init = job.cfg, job.data, None
+    if cfg.engine == "spark":
+        from item2vec.spark.retrain import spark_item2vec
+
+        spark_item2vec(job)
+        return
     if cfg.warm_start and job.champion is not None:
         want = cfg.item2vec.vector_size
         if job.champion.embeddings.dim == want:

@@ -64,14 +64,18 @@ def tracking_parent(default_experiment: str = "item2vec") -> argparse.ArgumentPa
 ENGINES = ("polars", "spark")
 
 
-def engine_parent() -> argparse.ArgumentParser:
-    """The parent parser of the commands that run on either engine: ``--engine``, ``--spark-master``."""
+def engine_parent(from_config: bool = False) -> argparse.ArgumentParser:
+    """The parent parser of the commands that run on either engine: ``--engine``, ``--spark-master``.
+
+    ``from_config``: both default to ``None`` (the command's config file decides, else polars / ``local[*]``).
+    """
     parent = argparse.ArgumentParser(add_help=False)
     g = parent.add_argument_group("engine")
-    g.add_argument("--engine", choices=ENGINES, default="polars",
-                   help="polars + gensim on this machine (default), or Apache Spark (pip install 'item2vec[spark]', "
-                   "Java 17+)")
-    g.add_argument("--spark-master", default="local[*]", metavar="URL",
+    default = " (default: the config's, else polars)" if from_config else " (default)"
+    g.add_argument("--engine", choices=ENGINES, default=None if from_config else "polars",
+                   help=f"polars + gensim on this machine{default}, or Apache Spark (pip install "
+                   "'item2vec[spark]', Java 17+)")
+    g.add_argument("--spark-master", default=None if from_config else "local[*]", metavar="URL",
                    help="with --engine spark: local[*] (default), local[N] or spark://HOST:PORT")
     return parent
 

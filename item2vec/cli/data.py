@@ -109,15 +109,19 @@ def cmd_prepare(a: argparse.Namespace) -> int:
             test_fraction=a.test_fraction,
             valid_fraction=a.valid_fraction,
         )
-        events = read_events(a.events, a.format, **opts)
-        meta = read_item_metadata(a.events, a.format)
         run_prepare: Any = prepare
-        if a.engine == "spark":  # the same rules in Spark SQL, the same SessionData
+        if a.engine == "spark":  # read by the executors, the same rules in Spark SQL, the same SessionData
             import functools
 
-            from item2vec.spark import prepare_spark
+            from item2vec.spark.readers import read_window_spark
+            from item2vec.spark.sessions import prepare_spark_to
 
-            run_prepare = functools.partial(prepare_spark, spark=spark_session(a))
+            spark = spark_session(a)
+            events = read_window_spark(a.events, a.format, spark=spark, **opts)
+            run_prepare = functools.partial(prepare_spark_to, a.out, spark=spark)  # the executors write --out
+        else:
+            events = read_events(a.events, a.format, **opts)
+        meta = read_item_metadata(a.events, a.format)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DataWarning)
             data = run_prepare(events, cfg, metadata=meta, name=Path(a.events).name)
@@ -130,8 +134,11 @@ def cmd_prepare(a: argparse.Namespace) -> int:
             print(f"item2vec: warning: {msg}", file=sys.stderr)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    data.save(a.out)
-    s = data.stats
+    if isinstance(data, dict):  # --engine spark: the stats of the directory it wrote
+        s = data
+    else:
+        data.save(a.out)
+        s = data.stats
     print(f"prepared {s['events_kept']:,} of {s['events_in']:,} events, {s['items']:,} items -> {a.out}")
     if not a.quiet:  # --quiet keeps the result line, not the breakdown
         split = describe_split(s["split"]).replace(

@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from item2vec.cli._common import engine_parent
+
 __all__ = ["add_parser", "cmd_history", "cmd_retrain"]
 
 
@@ -18,7 +20,9 @@ def add_parser(sub: Any) -> None:
         description="Read the events, prepare, train item2vec (warm-started from the champion) and the BiLSTM, "
         "evaluate every model on the held-out days, log it all to MLflow, register a new version, and move "
         "the alias 'champion' to it only when it beats the current champion on the gating metric "
-        "(else it gets 'challenger').",
+        "(else it gets 'challenger'). With --engine spark the sessions and item2vec run on Spark "
+        "(item2vec then trains cold: Spark's Word2Vec cannot start from the champion's vectors).",
+        parents=[engine_parent(from_config=True)],
     )
     p.add_argument("--events", required=True, help="event log: a file or a folder of daily YYYY-MM-DD files")
     p.add_argument("--format", default=None, help="event-log format (default: the config's, else csv)")
@@ -46,12 +50,17 @@ def cmd_retrain(a: argparse.Namespace) -> int:
 
     from item2vec.retrain import RetrainError, load_config, run_retrain
 
-    for key in ("format", "start", "end", "config", "model_name", "experiment", "tracking_uri", "report"):
+    for key in ("format", "start", "end", "config", "model_name", "experiment", "tracking_uri", "report",
+                "engine", "spark_master"):
         if getattr(a, key) == "":  # an unset MLproject parameter
             setattr(a, key, None)
 
     cfg = load_config(a.config, format=a.format, model_name=a.model_name, experiment=a.experiment,
-                      use_bilstm=False if a.no_bilstm else None)
+                      use_bilstm=False if a.no_bilstm else None, engine=a.engine, spark_master=a.spark_master)
+    if cfg.engine == "spark":
+        from item2vec.spark.session import import_pyspark
+
+        import_pyspark()  # one line naming the extra (and Java) before any run opens
     if not a.quiet:
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
         logging.getLogger("item2vec.retrain").setLevel(logging.INFO)

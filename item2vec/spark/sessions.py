@@ -7,23 +7,32 @@ item-support / session-length filters, the temporal split (by days or by the
 quantiles of session ends, :func:`~item2vec.data.sessions.auto_split` by default),
 the training vocabulary (most frequent first, ties by first appearance) and the
 removal of test items unseen in training. Times are handled as epoch microseconds
-(``long``), so no Spark time zone is involved. The encoded sessions come back to
-the driver once, at the end, to build the :class:`SessionData` that
-:meth:`SessionData.save` writes as the same prepared-data directory.
+(``long``), so no Spark time zone is involved.
+
+:func:`prepare_spark` brings the encoded sessions to the driver once, at the end, to
+build the :class:`SessionData` (which :meth:`SessionData.save` writes);
+:func:`prepare_spark_to` applies the last per-session rules in Spark SQL too and has
+the executors write each split's Parquet file into the prepared-data directory (moved
+into place atomically), so the sessions never pass through the driver.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import os
+import shutil
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from item2vec._io import atomic_dir, check_output, write_meta
 from item2vec.data.sessions import (
+    FORMAT_VERSION,
     OUTLIER_MIN_DAYS,
     OUTLIER_MIN_EVENTS,
     PrepareConfig,
@@ -44,7 +53,7 @@ from item2vec.exceptions import (
     TimestampWarning,
 )
 
-__all__ = ["prepare_spark", "to_spark_events"]
+__all__ = ["prepare_spark", "prepare_spark_to", "to_spark_events"]
 
 _EPOCH = dt.datetime(1970, 1, 1)
 _US_PER_DAY = 86400 * 10**6
@@ -160,11 +169,61 @@ def prepare_spark(
     EmptyDataError, EmptySplitError, MissingColumnError
         As :func:`item2vec.prepare` raises them.
     """
+    return _prepare(events, config, metadata, name, spark, None, item_col=item_col, session_col=session_col,
+                    time_col=time_col, user_col=user_col, time_unit=time_unit)
+
+
+def prepare_spark_to(
+    path: str | os.PathLike[str],
+    events: Any,
+    config: PrepareConfig | None = None,
+    metadata: pl.DataFrame | None = None,
+    name: str | None = None,
+    *,
+    spark: Any = None,
+    **columns: Any,
+) -> dict[str, Any]:
+    """:func:`prepare_spark` written straight to a prepared-data directory by the executors.
+
+    The sessions never come to the driver: the per-session rules (repeats, length cap,
+    minimum length) run in Spark SQL, each split is written by Spark as one Parquet
+    file (a single coalesced, ordered write) into a temporary directory beside ``path``
+    that is renamed into place when everything is written
+    (:func:`item2vec._io.atomic_dir`). Only the vocabulary, the metadata and the stats
+    pass through the driver. :meth:`SessionData.load` reads the directory; it holds the
+    same files :meth:`SessionData.save` writes for the polars :func:`item2vec.prepare`.
+
+    Parameters
+    ----------
+    path : path-like
+        The prepared-data directory (on a file system every executor can write to).
+    events, config, metadata, name, spark, **columns
+        As :func:`prepare_spark` takes them.
+
+    Returns
+    -------
+    dict
+        The stats (``stats.json``'s).
+
+    Raises
+    ------
+    EmptyDataError, EmptySplitError, MissingColumnError
+        As :func:`item2vec.prepare` raises them; ``OutputExistsError`` when ``path`` is
+        something else than prepared data (nothing is written then).
+    """
+    return _prepare(events, config, metadata, name, spark, Path(path), **columns)
+
+
+def _prepare(events: Any, config: PrepareConfig | None, metadata: pl.DataFrame | None, name: str | None,
+             spark: Any, out: Path | None, *, item_col: str | None = None, session_col: str | None = None,
+             time_col: str | None = None, user_col: str | None = None, time_unit: str | None = None) -> Any:
     from pyspark import StorageLevel
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     cfg = config or PrepareConfig()
+    if out is not None:
+        check_output(out, "stats.json", False)  # refused before any work
     ev, item_dtype = to_spark_events(events, spark, item_col=item_col, session_col=session_col,
                                      time_col=time_col, user_col=user_col, time_unit=time_unit)
     spark = ev.sparkSession
@@ -322,13 +381,18 @@ def prepare_spark(
     )
     sizes = {r["split"]: (int(r["sessions"]), int(r["events"])) for r in grouped.groupBy("split").agg(
         F.count("*").alias("sessions"), F.sum(F.size("items")).alias("events")).collect()}
+    if out is not None:
+        finished, split_stats = _finish_on_spark(encoded, sizes, cfg, removed, split, split_opts)
+    else:
+        split_stats = None
+
     def parts() -> Iterator[tuple[str, int, int, list[Any]]]:
         for name_ in ("train", "valid", "test"):
             n_part, n_events = sizes.get(name_, (0, 0))
             table = encoded.filter(F.col("split") == name_).orderBy("start", "sid").select("idx").toArrow()
             yield name_, n_part, n_events, table.column("idx").to_pylist()
 
-    out = finish_splits(parts(), cfg, removed, split, split_opts)
+    splits = finish_splits(parts(), cfg, removed, split, split_opts) if out is None else {}
     stats: dict[str, Any] = {
         "name": name,
         "events_in": n_raw,
@@ -339,7 +403,7 @@ def prepare_spark(
         "config": cfg.to_dict(),
         "split": split,
         "removed": removed,
-        **{n: _split_stats(s) for n, s in out.items()},
+        **(split_stats or {n: _split_stats(s) for n, s in splits.items()}),
     }
     ranges = {r["split"]: (r["s"], r["e"]) for r in grouped.groupBy("split").agg(
         F.min("start").alias("s"), F.max("end").alias("e")).collect()}
@@ -351,4 +415,83 @@ def prepare_spark(
     stats["warnings"] = said
     if metadata is not None:
         metadata = metadata.filter(pl.col("item_id").is_in(pl.Series(vocab.ids)))
-    return SessionData(**out, vocab=vocab, stats=stats, metadata=metadata)
+    if out is None:
+        return SessionData(**splits, vocab=vocab, stats=stats, metadata=metadata)
+    with atomic_dir(out, marker="stats.json") as tmp:
+        for name_ in ("train", "valid", "test"):
+            _write_split(finished.filter(F.col("split") == name_), tmp / f"{name_}.parquet")
+        pl.DataFrame({"item_id": vocab.ids}).write_parquet(tmp / "vocab.parquet")
+        if metadata is not None:
+            metadata.write_parquet(tmp / "metadata.parquet")
+        write_meta(tmp / "stats.json", None, FORMAT_VERSION, stats=stats)
+    return stats
+
+
+def _finish_on_spark(encoded: Any, sizes: dict[str, tuple[int, int]], cfg: PrepareConfig,
+                     removed: dict[str, Any], split: dict[str, Any],
+                     split_opts: tuple[str, ...]) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """:func:`~item2vec.data.sessions.finish_splits` in Spark SQL: the same rules, counts and split stats."""
+    from pyspark.sql import functions as F
+
+    d = F.col("idx")
+    if cfg.drop_repeats:
+        d = F.filter(d, lambda x, i: (i == 0) | (x != F.col("idx")[i - 1]))
+    df = encoded.select("sid", "start", "split", d.alias("d"))
+    n = F.size("d")
+    cap = cfg.max_session_length
+    capped = (n > cap) if cap else F.lit(False)
+    df = df.withColumn("capped", capped).withColumn(
+        "cut", F.when(F.col("capped"), n - cap).otherwise(0) if cap else F.lit(0))
+    df = df.withColumn(
+        "d", F.when(F.col("capped"), F.slice("d", -cap, cap)).otherwise(F.col("d")) if cap else F.col("d"))
+    df = df.withColumn("kept", F.size("d") >= cfg.min_session_length).persist()
+    counts = {r["split"]: r for r in df.groupBy("split").agg(
+        F.count("*").alias("seqs"), F.sum("cut").alias("capped_events"),
+        F.sum(F.col("capped").cast("long")).alias("capped_sessions"),
+        F.sum((~F.col("kept")).cast("long")).alias("short"),
+        F.sum(F.when(F.col("kept"), F.size("d")).otherwise(0)).alias("kept_events"),
+        F.max(F.when(F.col("kept"), F.size("d"))).alias("max_length"),
+    ).collect()}
+    items = {r["split"]: int(r["items"]) for r in df.filter("kept").select("split", F.explode("d").alias("i"))
+             .groupBy("split").agg(F.countDistinct("i").alias("items")).collect()}
+    unseen = {"events": 0, "sessions": 0}
+    capped_total = {"events": 0, "sessions": 0}
+    stats: dict[str, dict[str, Any]] = {}
+    for name_ in ("train", "valid", "test"):
+        n_part, n_events = sizes.get(name_, (0, 0))
+        c = counts.get(name_)
+        seqs, cut, cs, short, kept_events, longest = (
+            (0, 0, 0, 0, 0, 0) if c is None else
+            (int(c["seqs"]), int(c["capped_events"] or 0), int(c["capped_sessions"] or 0), int(c["short"] or 0),
+             int(c["kept_events"] or 0), int(c["max_length"] or 0)))
+        unseen["sessions"] += n_part - seqs + short
+        capped_total["events"] += cut
+        capped_total["sessions"] += cs
+        unseen["events"] += n_events - kept_events - cut
+        kept = seqs - short
+        stats[name_] = {"sessions": kept, "events": kept_events, "items": items.get(name_, 0),
+                        "mean_length": round(kept_events / kept, 3) if kept else 0.0, "max_length": longest}
+    removed["unseen_items"] = unseen
+    removed["length_cap"] = capped_total
+    if not stats["test"]["sessions"]:
+        raise EmptySplitError(
+            f"prepare: no test session of length >= {cfg.min_session_length} is left ({describe_split(split)}; "
+            "test items unseen in training are dropped); raise " + " / ".join(split_opts) + " or check the data",
+            options=split_opts,
+        )
+    return df.filter("kept"), stats
+
+
+def _write_split(df: Any, path: Path) -> None:
+    """One split as one Parquet file ``items: list<int32>``, in session order, written by an executor."""
+    from pyspark.sql import functions as F
+
+    stage = path.with_name(f"_{path.stem}-spark")
+    (df.orderBy("start", "sid").select(F.col("d").cast("array<int>").alias("items"))
+     .coalesce(1).write.mode("overwrite").parquet(str(stage)))
+    parts = sorted(stage.glob("part-*.parquet"))
+    if len(parts) == 1:
+        os.replace(parts[0], path)
+    else:  # an empty split: Spark may write no part file
+        pl.DataFrame({"items": []}, schema={"items": pl.List(pl.Int32)}).write_parquet(path)
+    shutil.rmtree(stage)

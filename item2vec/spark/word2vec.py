@@ -24,10 +24,13 @@ from item2vec.data.vocab import ItemVocab
 from item2vec.embeddings import ItemEmbeddings, _check_option
 from item2vec.exceptions import EmptyDataError, NotFittedError, OptionError
 
-__all__ = ["SparkItem2Vec", "MAX_CELLS"]
+__all__ = ["SparkItem2Vec", "MAX_CELLS", "NOT_ON_SPARK"]
 
 #: Spark's Word2Vec holds ``vocab × vector_size`` floats in one Java array.
 MAX_CELLS = 2**31 - 1
+
+#: :class:`~item2vec.embeddings.Item2VecConfig` options Spark's Word2Vec has no counterpart for.
+NOT_ON_SPARK = ("negative", "ns_exponent", "sample", "min_alpha", "shrink_windows", "workers")
 
 
 class SparkItem2Vec:
@@ -80,6 +83,35 @@ class SparkItem2Vec:
         self.vector_size, self.window, self.epochs, self.alpha = vector_size, window, epochs, alpha
         self.min_count, self.num_partitions = min_count, num_partitions
         self.max_session_length, self.random_state = max_session_length, random_state
+
+    @classmethod
+    def from_item2vec(cls, params: Any, num_partitions: int = 1) -> tuple[SparkItem2Vec, list[str]]:
+        """The Spark trainer of :class:`~item2vec.embeddings.Item2VecConfig` options.
+
+        Parameters
+        ----------
+        params : dict or Item2VecConfig
+            ``Item2VecConfig`` options (checked by it; its defaults fill what is not given), or the
+            config itself (then the options set away from their defaults count as given).
+        num_partitions : int
+
+        Returns
+        -------
+        model : SparkItem2Vec
+            With ``vector_size, window, epochs, alpha, min_count, random_state`` of ``params``.
+        ignored : list of str
+            The options in ``params`` Spark's Word2Vec has no counterpart for (:data:`NOT_ON_SPARK`).
+        """
+        from item2vec.embeddings import Item2VecConfig
+
+        if isinstance(params, Item2VecConfig):  # a typed config: the options set away from their defaults
+            c, default = params, Item2VecConfig()
+            params = {k: v for k, v in c.to_dict().items() if v != getattr(default, k)}
+        else:
+            c = Item2VecConfig.from_dict(params)
+        model = cls(vector_size=c.vector_size, window=c.window, epochs=c.epochs, alpha=float(c.alpha),
+                    min_count=c.min_count, random_state=c.random_state, num_partitions=num_partitions)
+        return model, [k for k in NOT_ON_SPARK if k in params]
 
     def get_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("vector_size", "window", "epochs", "alpha", "min_count",

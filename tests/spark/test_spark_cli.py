@@ -58,6 +58,8 @@ def test_prepare_fit_neighbours_with_engine_spark_match_polars(spark, spark_clus
     assert main(["prepare", *common, "--out", str(tmp_path / "p")]) == 0
     assert main(["prepare", *common, "--out", str(tmp_path / "s"), "--engine", "spark",
                  "--spark-master", spark_cluster]) == 0
+    for f in ("vocab", "train", "valid", "test"):  # read by Spark, written by the executors: the same files
+        assert pl.read_parquet(tmp_path / "s" / f"{f}.parquet").equals(pl.read_parquet(tmp_path / "p" / f"{f}.parquet"))
     a, b = SessionData.load(tmp_path / "p"), SessionData.load(tmp_path / "s")
     assert a.vocab == b.vocab and a.stats == b.stats
     for name in ("train", "valid", "test"):

@@ -11,7 +11,13 @@ import polars as pl
 import pytest
 
 from item2vec.data import PrepareConfig, SessionData, prepare, read_events
-from item2vec.exceptions import EmptySplitError, MissingColumnError
+from item2vec.exceptions import (
+    DataError,
+    EmptySplitError,
+    MissingColumnError,
+    OutputExistsError,
+    UnknownFormatError,
+)
 
 pytestmark = pytest.mark.spark
 
@@ -109,16 +115,108 @@ def test_saved_directory_is_the_polars_one(spark, tmp_path):
     assert_same(SessionData.load(tmp_path / "polars"), SessionData.load(tmp_path / "spark"))
 
 
+def _same_files(a, b):
+    for f in ("vocab", "train", "valid", "test"):
+        assert pl.read_parquet(a / f"{f}.parquet").equals(pl.read_parquet(b / f"{f}.parquet")), f
+    assert (a / "stats.json").read_text() == (b / "stats.json").read_text()
+
+
 @pytest.mark.parametrize("name", ["diginetica", "online-retail", "movielens", "gowalla"])
-def test_shared_datasets_parity(spark, shared_datasets, name):
+def test_shared_datasets_parity(spark, shared_datasets, name, tmp_path):
+    """Read by Spark (online-retail: by polars), prepared by Spark, written by the executors: the polars answer."""
+    from item2vec.spark.readers import SPARK_FORMATS, read_events_spark
+    from item2vec.spark.sessions import prepare_spark, prepare_spark_to
     from pipelines.datasets import DATASETS
 
     spec = DATASETS[name]
     if not (shared_datasets / spec["path"]).exists():
         pytest.skip(f"{name} is not among the shared datasets")
     ev = read_events(shared_datasets / spec["path"], spec["format"])
-    want, got = _both(ev, PrepareConfig(**spec["prepare"]), name=name)
+    sev = read_events_spark(shared_datasets / spec["path"], spec["format"], spark) \
+        if spec["format"] in SPARK_FORMATS else ev
+    cfg = PrepareConfig(**spec["prepare"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = prepare(ev, cfg, name=name)
+        got = prepare_spark(sev, cfg, name=name)
+        prepare_spark_to(tmp_path / "spark", sev, cfg, name=name)
     assert_same(want, got)
-    print(f"\nparity {name}: {got.stats['events_in']:,} events -> "
+    want.save(tmp_path / "polars")
+    _same_files(tmp_path / "polars", tmp_path / "spark")
+    print(f"\nparity {name} (read by {'Spark' if sev is not ev else 'polars'}): {got.stats['events_in']:,} events -> "
           + " / ".join(f"{len(getattr(got, s)):,} {s}" for s in ("train", "valid", "test"))
-          + f" sessions, {len(got.vocab):,} items: identical")
+          + f" sessions, {len(got.vocab):,} items: identical, and the written directory too")
+
+
+def _frame(sdf) -> pl.DataFrame:
+    """A Spark event frame as the polars reader's: in read order, naive UTC microseconds, no _order."""
+    df = pl.from_arrow(sdf.orderBy("_order").drop("_order").toArrow())
+    return df.with_columns(pl.col("timestamp").dt.replace_time_zone(None).cast(pl.Datetime("us")))
+
+
+def test_spark_readers_give_the_polars_frames_and_sessions(spark, tmp_path):
+    """CSV with string ids and ISO times (naive, Z, +01:00); Parquet with its own names and epoch milliseconds."""
+    from item2vec.spark.readers import read_events_spark
+    from item2vec.spark.sessions import prepare_spark
+
+    ev = _log(seed=5, str_ids=True)
+    nth = pl.int_range(pl.len()) % 3
+    iso = ev.with_columns(pl.when(nth == 0).then(pl.col("timestamp").dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+                          .when(nth == 1)
+                          .then((pl.col("timestamp") + pl.duration(hours=1)).dt.strftime("%Y-%m-%dT%H:%M:%S+01:00"))
+                          .otherwise(pl.col("timestamp").dt.strftime("%Y-%m-%d %H:%M:%S")).alias("timestamp"))
+    iso.write_csv(tmp_path / "events.csv")
+    ints = _log(seed=6).select(pl.col("user_id").alias("visitor"), pl.col("item_id").alias("sku"),
+                               pl.col("timestamp").dt.epoch("ms").alias("t"))
+    ints.write_parquet(tmp_path / "events.parquet")
+    for path, fmt, opts in ((tmp_path / "events.csv", "csv", {"session_col": None, "user_col": "user_id"}),
+                            (tmp_path / "events.parquet", "parquet",
+                             {"item_col": "sku", "session_col": None, "user_col": "visitor", "time_col": "t"})):
+        want = read_events(path, fmt, **opts)
+        got = read_events_spark(path, fmt, spark, **opts)
+        assert _frame(got).equals(want.drop("_order")), fmt
+    # and the sessions of the frame Spark read (integer ids, users cut at gaps)
+    cfg = PrepareConfig(min_item_support=2, session_gap_minutes=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = prepare(read_events(path, fmt, **opts), cfg)
+        from_spark = prepare_spark(got, cfg)
+    assert_same(want, from_spark)
+    # the polars readers' errors
+    ints.with_columns(pl.when(pl.col("sku") == ints["sku"][3]).then(None).otherwise(pl.col("sku")).alias("sku")) \
+        .write_csv(tmp_path / "null.csv")
+    with pytest.raises(DataError, match="rows have a null item_id"):
+        read_events_spark(tmp_path / "null.csv", "csv", spark, item_col="sku", session_col=None, user_col="visitor",
+                          time_col="t")
+    iso.with_columns(pl.lit("yesterday").alias("timestamp")).write_csv(tmp_path / "bad-time.csv")
+    with pytest.raises(DataError, match="could not be parsed"):
+        read_events_spark(tmp_path / "bad-time.csv", "csv", spark, session_col=None, user_col="user_id")
+    with pytest.raises(MissingColumnError, match=r"\['session_id'\]"):
+        read_events_spark(tmp_path / "events.csv", "csv", spark)
+    with pytest.raises(UnknownFormatError, match="polars readers only"):
+        read_events_spark(tmp_path / "events.csv", "online-retail", spark)
+
+
+def test_the_executors_write_the_polars_directory_and_refuse_a_foreign_one(spark, tmp_path):
+    """Repeats kept and dropped, the length cap and short sessions: the same files, byte-identical stats."""
+    from item2vec.spark.sessions import prepare_spark_to
+
+    ev = _log(seed=7)
+    for i, cfg in enumerate((PrepareConfig(min_item_support=2, max_session_length=4, min_session_length=3),
+                             PrepareConfig(drop_repeats=False, max_session_length=5, test_fraction=0.2,
+                                           valid_fraction=0.0))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = prepare(ev, cfg, name="log")
+            stats = prepare_spark_to(tmp_path / f"spark{i}", ev, cfg, name="log")
+        assert want.stats["removed"]["length_cap"]["sessions"] > 0
+        assert stats == want.stats
+        want.save(tmp_path / f"polars{i}")
+        _same_files(tmp_path / f"polars{i}", tmp_path / f"spark{i}")
+        assert_same(want, SessionData.load(tmp_path / f"spark{i}"))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(OutputExistsError):
+        prepare_spark_to(mine, ev)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
