@@ -133,6 +133,15 @@ class RetrainConfig(DictConfig):
         A CSV or Parquet file ``item_id, title[, category]`` (titles label the
         t-SNE picture, the category colours it). Default: what the format's
         reader finds (Online Retail descriptions, MovieLens titles and genres).
+    params : str, optional
+        A params file (``item2vec tune``): its item2vec and bilstm values, under the
+        ``item2vec`` and ``bilstm`` sections of this config (which override them).
+    retune_every_days : float, optional
+        Re-tune item2vec on the new window's validation split when the params file's
+        item2vec section is older than this (or absent), before training, and rewrite
+        the file (:func:`item2vec.tuning.params_for_retrain`); off by default.
+    retune_trials, retune_minutes : int, float, optional
+        The budget of such a re-tune (either may be ``None``, not both).
     """
 
     _label = "retrain option"
@@ -155,6 +164,10 @@ class RetrainConfig(DictConfig):
     tsne_max_items: int = 2000
     stability_k: int = 10
     metadata: str | None = None
+    params: str | None = None
+    retune_every_days: float | None = None
+    retune_trials: int | None = 30
+    retune_minutes: float | None = 30.0
 
     def __post_init__(self) -> None:
         from item2vec.data import PrepareConfig
@@ -168,6 +181,9 @@ class RetrainConfig(DictConfig):
         if self.k <= 0 or self.stability_k <= 0:
             raise ValueError(f"k and stability_k must be positive, got {self.k}, {self.stability_k}")
         self.candidates  # noqa: B018 - validates serve
+        from item2vec.tuning import check_schedule
+
+        check_schedule(self.params, self.retune_every_days, self.retune_trials, self.retune_minutes)
 
     @property
     def candidates(self) -> list[str]:
@@ -389,6 +405,9 @@ class RetrainReport:
         Wall time of the job.
     step_seconds : dict or None
         Wall time of each step that ran.
+    tuning : dict or None
+        With ``params``: the file, its age and whether this run re-tuned
+        (:func:`item2vec.tuning.params_for_retrain`).
     """
 
     status: str = "running"
@@ -417,10 +436,12 @@ class RetrainReport:
     error: str | None = None
     seconds: float | None = None
     step_seconds: dict[str, float] | None = None
+    tuning: dict[str, Any] | None = None
 
     #: Left out of the JSON report until a step sets them.
     _UNTIL_SET = frozenset({"reaped", "dataset", "champion_version", "warm_started", "served_model", "validation",
-                            "served_choice", "metrics", "gating", "model_uri", "error", "seconds", "step_seconds"})
+                            "served_choice", "metrics", "gating", "model_uri", "error", "seconds", "step_seconds",
+                            "tuning"})
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report: every field set so far, in field order (``stability`` once the evaluation ran)."""
@@ -576,6 +597,7 @@ class _Job:
     score: float = float("nan")  # the challenger's gating metric
     gate: Champion | None = None  # the champion it is gated against
     decision: Decision | None = None
+    tuned_bilstm: dict[str, Any] = field(default_factory=dict)  # the params file's bilstm section
 
 
 def _steps(job: _Job, step: _Steps) -> None:
@@ -841,14 +863,15 @@ def _item2vec(job: _Job) -> None:
     from item2vec.embeddings import Item2Vec, Item2VecConfig
 
     cfg, data, init = job.cfg, job.data, None
+    i2v_params = _tuned_params(job)
     if cfg.warm_start and job.champion is not None:
-        want = Item2VecConfig.from_dict(cfg.item2vec).vector_size
+        want = Item2VecConfig.from_dict(i2v_params).vector_size
         if job.champion.embeddings.dim == want:
             init = job.champion.embeddings
         else:
             log.warning("no warm start: the champion's vectors have size %d, this config %d",
                         job.champion.embeddings.dim, want)
-    job.i2v = i2v = Item2Vec(show_progress=job.show_progress, **cfg.item2vec).fit(data.decode(data.train), init=init)
+    job.i2v = i2v = Item2Vec(show_progress=job.show_progress, **i2v_params).fit(data.decode(data.train), init=init)
     job.emb = i2v.embeddings_
     job.emb.metadata.update({"dataset": data.stats.get("name"), "time_range": data.stats.get("time_range")})
     for epoch, loss in enumerate(i2v.loss_history_, start=1):
@@ -859,6 +882,22 @@ def _item2vec(job: _Job) -> None:
     job.report.warm_started = init is not None
 
 
+def _tuned_params(job: _Job) -> dict[str, Any]:
+    """The item2vec options: the params file's (re-tuned first when due), under the config's own."""
+    cfg = job.cfg
+    if cfg.params is None:
+        return dict(cfg.item2vec)
+    import mlflow
+
+    from item2vec.tuning import params_for_retrain
+
+    i2v, job.tuned_bilstm, job.report.tuning = params_for_retrain(
+        cfg.params, job.data, every_days=cfg.retune_every_days, n_trials=cfg.retune_trials,
+        minutes=cfg.retune_minutes, mlflow=True)
+    mlflow.set_tag("retuned", str(job.report.tuning["retuned"]).lower())
+    return {**i2v, **cfg.item2vec}
+
+
 def _bilstm(job: _Job) -> None:
     """Step ``bilstm``: train the next-item model on top of the vectors (when ``use_bilstm``)."""
     if not job.cfg.use_bilstm:
@@ -867,7 +906,7 @@ def _bilstm(job: _Job) -> None:
     from item2vec.nextitem import NextItemRecommender
 
     data = job.data
-    params = {"show_progress": job.show_progress, **job.cfg.bilstm}
+    params = {"show_progress": job.show_progress, **job.tuned_bilstm, **job.cfg.bilstm}
     model = NextItemRecommender(embeddings=job.emb, vocab=data.vocab, callback=tracking.epoch_logger("bilstm"),
                                 **params)
     model.fit(data.train, n_items=data.n_items, valid=data.valid if data.valid else None)

@@ -42,7 +42,9 @@ __all__ = [
     "ITEM2VEC_SPACE",
     "PARAMS_FORMAT",
     "TuneResult",
+    "check_schedule",
     "params_age_days",
+    "params_for_retrain",
     "read_params",
     "tune_bilstm",
     "tune_item2vec",
@@ -336,8 +338,10 @@ def _tracking(mlflow: bool | str, experiment: str, name: str, tags: dict[str, st
 
     from item2vec import tracking
 
-    if mlf.active_run() is not None:
-        with tracking.quiet_mlflow(), mlf.start_run(run_name=name, nested=True, tags=tags) as run:
+    active = mlf.active_run()
+    if active is not None:
+        with tracking.quiet_mlflow(), mlf.start_run(run_name=name, nested=True, tags=tags,
+                                                    experiment_id=active.info.experiment_id) as run:
             yield run
         return
     uri = mlflow if isinstance(mlflow, str) else None
@@ -356,7 +360,8 @@ def _child(parent: Any, number: int, params: dict[str, Any]) -> Iterator[Any]:
     from item2vec import tracking
 
     with tracking.quiet_mlflow():
-        run = mlf.start_run(run_name=f"trial-{number}", nested=True, tags={"trial": str(number)})
+        run = mlf.start_run(run_name=f"trial-{number}", nested=True, experiment_id=parent.info.experiment_id,
+                            tags={"trial": str(number)})
         tracking.log_params(params)
     status = "FAILED"
     try:
@@ -394,14 +399,29 @@ def _tag(run: Any, key: str, value: str) -> None:
         mlf.set_tag(key, value)
 
 
-def _study(seed: int, n_startup: int) -> Any:
+def _study(seed: int, n_startup: int, start: Mapping[str, Any], grid: Mapping[str, Sequence[Any]],
+           warmup: int) -> Any:
+    """A seeded TPE study whose first trial is ``start`` (the defaults, where the space has them).
+
+    A trial is pruned at a step when its value there is below the median of the
+    finished trials' values at the same step, once ``n_startup`` trials have
+    finished and from step ``warmup`` on.
+    """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup)
-    # a trial is pruned when its step's value is below the median of earlier trials at the same step
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
-    return optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=n_startup, n_warmup_steps=warmup)
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+    first = {k: v for k, v in start.items() if k in grid and v in grid[k]}
+    if first:
+        study.enqueue_trial(first)
+    return study
+
+
+def _n_startup(n_trials: int | None) -> int:
+    """Random trials before TPE models the space (and finished trials before pruning starts)."""
+    return min(5, max(1, (n_trials or 15) // 3))
 
 
 def _optimize(
@@ -579,10 +599,15 @@ def tune_item2vec(
                                  "probe_size": len(probe), "space": json.dumps(grid, default=str)}, prefix="tune")
             tracking.log_dataset(data.stats)
 
+        seen: dict[str, Any] = {}  # TPE proposes a finished setting again: answer it without training
+
         def objective(trial: Any) -> float:
             params = {name: trial.suggest_categorical(name, values) for name, values in grid.items()}
             cfg = Item2VecConfig.from_dict({**base, **params})
+            setting = json.dumps(params, sort_keys=True)
             with _child(parent, trial.number, params) as run:
+                if setting in seen:
+                    return _repeat(trial, run, seen[setting], k)
 
                 def on_epoch(epoch: int, w2v: Any) -> None:
                     m = score(w2v, probe, k)[f"mrr@{k}"]
@@ -602,16 +627,29 @@ def tune_item2vec(
                 res = score(w2v, valid, k)
                 metrics = {f"mrr@{k}": res[f"mrr@{k}"], f"hr@{k}": res[f"hr@{k}"]}
                 trial.set_user_attr("valid", metrics)
+                seen[setting] = trial
                 _log(run, {f"valid_{m}": v for m, v in metrics.items()} | {"fit_seconds": time.perf_counter() - t0})
                 _tag(run, "state", "COMPLETE")
                 return metrics[f"mrr@{k}"]
 
-        study = _study(seed, n_startup=min(5, max(1, (n_trials or 10) // 3)))
+        # the first trial is the library's defaults (their values the space holds), so the result is at
+        # least as good as the defaults on validation; no pruning before 30 % of a trial's schedule
+        study = _study(seed, _n_startup(n_trials), Item2VecConfig().to_dict(), grid, warmup=30)
         t0 = time.perf_counter()
         _optimize(study, objective, n_trials, timeout, show_progress, "tune item2vec")
         result = _result("item2vec", study, k, time.perf_counter() - t0, info, parent)
         _log_result(parent, result)
     return result
+
+
+def _repeat(trial: Any, run: Any, first: Any, k: int) -> float:
+    """A trial whose setting already finished: the first one's result (training is deterministic)."""
+    trial.set_user_attr("valid", first.user_attrs["valid"])
+    trial.set_user_attr("repeat_of", first.number)
+    _log(run, {f"valid_{m}": v for m, v in first.user_attrs["valid"].items()})
+    _tag(run, "state", "COMPLETE")
+    _tag(run, "repeat_of", str(first.number))
+    return float(first.user_attrs["valid"][f"mrr@{k}"])
 
 
 def _log_result(parent: Any, result: TuneResult) -> None:
@@ -698,9 +736,14 @@ def tune_bilstm(
                                  "space": json.dumps(grid, default=str)}, prefix="tune")
             tracking.log_dataset(data.stats)
 
+        seen: dict[str, Any] = {}
+
         def objective(trial: Any) -> float:
             params = {name: trial.suggest_categorical(name, values) for name, values in grid.items()}
+            setting = json.dumps(params, sort_keys=True)
             with _child(parent, trial.number, params) as run:
+                if setting in seen:
+                    return _repeat(trial, run, seen[setting], k)
 
                 def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
                     _log(run, metrics, step=epoch)
@@ -720,14 +763,85 @@ def tune_bilstm(
                 best = model.train_result_.best_metrics
                 metrics = {f"mrr@{k}": best[key], f"hr@{k}": best[f"val_hr@{k}"]}
                 trial.set_user_attr("valid", metrics)
+                seen[setting] = trial
                 _log(run, {f"valid_{m}": v for m, v in metrics.items()}
                      | {"best_epoch": model.train_result_.best_epoch})
                 _tag(run, "state", "COMPLETE")
                 return metrics[f"mrr@{k}"]
 
-        study = _study(seed, n_startup=min(5, max(1, (n_trials or 10) // 3)))
+        from item2vec.nextitem import NextItemConfig, TrainConfig
+
+        start = {**NextItemConfig().to_dict(), **TrainConfig().to_dict(), **base}
+        study = _study(seed, _n_startup(n_trials), start, grid, warmup=1)
         t0 = time.perf_counter()
         _optimize(study, objective, n_trials, timeout, show_progress, "tune bilstm")
         result = _result("bilstm", study, k, time.perf_counter() - t0, info, parent)
         _log_result(parent, result)
     return result
+
+
+# ---------------------------------------------------------------------------
+# the retraining job: a params file, re-tuned on a schedule
+# ---------------------------------------------------------------------------
+def check_schedule(params: Any, every_days: Any, trials: Any, minutes: Any) -> None:
+    """Check the retraining job's ``params`` / ``retune_*`` options (before any work).
+
+    Raises
+    ------
+    OptionError
+        For a ``params`` that is not a path string, a schedule without ``params`` or
+        a non-positive ``retune_every_days`` / ``retune_trials`` / ``retune_minutes``.
+    """
+    if params is not None and (not isinstance(params, str) or not params):
+        raise OptionError(f"params must be the path of a params file (item2vec tune), got {params!r}",
+                          options=("params",))
+    if every_days is None:
+        return
+    if params is None:
+        raise OptionError("retune_every_days needs params = \"FILE\": the params file the tuner writes and the "
+                          "job reads", options=("retune_every_days", "params"))
+    if isinstance(every_days, bool) or not isinstance(every_days, (int, float)) or not every_days > 0:
+        raise OptionError(f"retune_every_days must be a number of days > 0, got {every_days!r}",
+                          options=("retune_every_days",))
+    if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, (int, float))
+                                or not minutes > 0):
+        raise OptionError(f"retune_minutes must be a number > 0, got {minutes!r}", options=("retune_minutes",))
+    _check_budget(trials, None if minutes is None else float(minutes) * 60)
+
+
+def params_for_retrain(
+    path: str | os.PathLike[str],
+    data: Any,
+    every_days: float | None = None,
+    n_trials: int | None = None,
+    minutes: float | None = None,
+    seed: int = 0,
+    mlflow: bool | str = False,
+    now: dt.datetime | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The retraining job's item2vec and BiLSTM values from a params file, re-tuned when it is due.
+
+    With ``every_days``, when the file's item2vec section was tuned more than
+    ``every_days`` ago (its recorded ``tuned_at``) or the file does not exist yet,
+    :func:`tune_item2vec` runs on ``data``'s validation split within the budget and
+    rewrites the file (the BiLSTM section is kept); on the days in between the
+    file is read as it is, and the job warm-starts from the champion as usual.
+
+    Returns
+    -------
+    item2vec, bilstm : dict
+        The file's values (``{}`` for a missing section).
+    record : dict
+        ``params`` (the file), ``age_days`` (before this run), ``retuned`` and, when it
+        re-tuned, ``valid``, ``trials``, ``pruned``, ``seconds``.
+    """
+    age = params_age_days(path, "item2vec", now=now)
+    record: dict[str, Any] = {"params": str(path), "age_days": None if math.isinf(age) else round(age, 3),
+                              "retuned": False}
+    if every_days is not None and age > every_days:
+        res = tune_item2vec(data, n_trials=n_trials, timeout=None if minutes is None else minutes * 60, seed=seed,
+                            mlflow=mlflow, show_progress=False)
+        write_params(path, res)
+        record.update({"retuned": True, "valid": res.valid, "trials": res.n_trials, "pruned": res.n_pruned,
+                       "seconds": round(res.seconds, 2)})
+    return read_params(path, "item2vec"), read_params(path, "bilstm"), record
