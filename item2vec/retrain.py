@@ -882,11 +882,17 @@ def _item2vec(job: _Job) -> None:
     job.report.warm_started = init is not None
 
 
+def _over(tuned: dict[str, Any], section: Any, default: Any) -> dict[str, Any]:
+    """A params file's values under a config section's own: a value left at the section's default does not count."""
+    default, given = (dict(x) if isinstance(x, dict) else x.to_dict() for x in (default, section))
+    return {**tuned, **{k: v for k, v in given.items() if not (k in tuned and default.get(k, object()) == v)}}
+
+
 def _tuned_params(job: _Job) -> dict[str, Any]:
     """The item2vec options: the params file's (re-tuned first when due), under the config's own."""
     cfg = job.cfg
     if cfg.params is None:
-        return dict(cfg.item2vec)
+        return dict(cfg.item2vec) if isinstance(cfg.item2vec, dict) else cfg.item2vec.to_dict()
     import mlflow
 
     from item2vec.tuning import params_for_retrain
@@ -906,7 +912,7 @@ def _bilstm(job: _Job) -> None:
     from item2vec.nextitem import NextItemRecommender
 
     data = job.data
-    params = {"show_progress": job.show_progress, **job.tuned_bilstm, **job.cfg.bilstm}
+    params = {"show_progress": job.show_progress, **_over(job.tuned_bilstm, job.cfg.bilstm, RetrainConfig().bilstm)}
     model = NextItemRecommender(embeddings=job.emb, vocab=data.vocab, callback=tracking.epoch_logger("bilstm"),
                                 **params)
     model.fit(data.train, n_items=data.n_items, valid=data.valid if data.valid else None)

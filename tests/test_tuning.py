@@ -250,3 +250,13 @@ def test_a_params_file_needs_its_format(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_params(tmp_path / "absent.json")
     assert np.isinf(params_age_days(tmp_path / "absent.json"))
+
+
+def test_retrain_sections_override_the_params_file_but_their_defaults_do_not():
+    from item2vec.retrain import RetrainConfig, _over
+
+    tuned = {"epochs": 12, "hidden_size": 32}
+    default = RetrainConfig().bilstm  # epochs 5, patience 2, num_threads 1
+    assert _over(tuned, default, default) == {**default, "epochs": 12, "hidden_size": 32}
+    assert _over(tuned, {**default, "epochs": 3}, default)["epochs"] == 3  # written in the config: it wins
+    assert _over({"window": None}, {"window": 5}, {}) == {"window": 5}

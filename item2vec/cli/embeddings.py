@@ -52,7 +52,7 @@ def cmd_fit(a: argparse.Namespace) -> int:
     from item2vec.tuning import read_params
 
     with mlflow_run(a, "fit") as tracked:
-        a.tuned = read_params(a.params, "item2vec") if a.params else {}
+        a.tuned = read_params(a.params, "item2vec", required=True) if a.params else {}
         data = SessionData.load(a.data)
         if a.engine == "spark":
             model = _fit_on_spark(a)
