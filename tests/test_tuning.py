@@ -260,3 +260,11 @@ def test_retrain_sections_override_the_params_file_but_their_defaults_do_not():
     assert _over(tuned, default, default) == {**default, "epochs": 12, "hidden_size": 32}
     assert _over(tuned, {**default, "epochs": 3}, default)["epochs"] == 3  # written in the config: it wins
     assert _over({"window": None}, {"window": 5}, {}) == {"window": 5}
+
+
+def test_the_shipped_tuned_params_files_read():
+    files = sorted((Path(__file__).resolve().parents[1] / "pipelines" / "configs" / "tuned").glob("*.params.json"))
+    assert files
+    for f in files:
+        assert set(read_params(f, "item2vec", required=True)) == {"window", "ns_exponent", "sample", "epochs",
+                                                                   "vector_size", "negative"}
