@@ -23,14 +23,14 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--data", required=True, help="prepared-data directory (item2vec prepare) with a validation split")
     # not `out`: an existing params file is updated (the other model's section kept), anything else refused
-    p.add_argument("--out", required=True, dest="params_out",
+    p.add_argument("--out", required=True, dest="params_out", metavar="FILE",
                    help="params file (JSON); an existing one gets this model's section, the other's is kept")
     p.add_argument("--model", choices=["item2vec", "bilstm"], default="item2vec", help="what to tune")
     p.add_argument("--trials", type=int, default=None, help="number of trials")
     p.add_argument("--minutes", type=float, default=None, help="time budget (a running trial finishes)")
     p.add_argument("--seed", type=int, default=0, help="sampler and training seed (default %(default)s)")
     p.add_argument("-k", type=int, default=20, help="MRR@K is the chosen metric (default %(default)s)")
-    p.add_argument("--params", default=None,
+    p.add_argument("--params", default=None, metavar="FILE",
                    help="with --model bilstm: the params file whose item2vec section makes the initial vectors "
                    "(default: --out when it has one, else the defaults)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
