@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from item2vec.cli import main
 from item2vec.data import PrepareConfig, make_sessions, prepare
 from item2vec.embeddings import ItemEmbeddings
 from item2vec.evaluation import evaluate, make_prefixes
-from item2vec.exceptions import EmptySplitError, OptionError
+from item2vec.exceptions import EmptySplitError, OptionError, SplitWarning
 from item2vec.recommenders import Item2VecRecommender
 
 optuna = pytest.importorskip("optuna")
@@ -38,7 +39,9 @@ SMALL = {"epochs": [2], "vector_size": [4, 16], "window": [1, 3], "ns_exponent":
 @pytest.fixture(scope="module")
 def data():
     events, _ = make_sessions(n_sessions=600, n_clusters=5, items_per_cluster=12, noise=0.1, random_state=3)
-    return prepare(events, PrepareConfig(test_days=3, valid_days=3), name="tune-synthetic")
+    with warnings.catch_warnings():  # small on purpose: a few fast trials
+        warnings.simplefilter("ignore", SplitWarning)
+        return prepare(events, PrepareConfig(test_days=3, valid_days=3), name="tune-synthetic")
 
 
 @pytest.fixture(scope="module")
