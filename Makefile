@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first and exactly: the CPU wheel on disk (a range would fetch a CUDA build)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e ".[test,ann,spark]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,ann,spark,tune]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -220,6 +220,15 @@ class RetrainConfig(DictConfig):
     spark_master : str
         With ``engine = "spark"``: ``local[*]`` (default), ``local[N]`` or ``spark://HOST:PORT``
         (an active SparkSession is used as it is).
+    params : str, optional
+        A params file (``item2vec tune``): its item2vec and bilstm values, under the
+        ``item2vec`` and ``bilstm`` sections of this config (which override them).
+    retune_every_days : float, optional
+        Re-tune item2vec on the new window's validation split when the params file's
+        item2vec section is older than this (or absent), before training, and rewrite
+        the file (:func:`item2vec.tuning.params_for_retrain`); off by default.
+    retune_trials, retune_minutes : int, float, optional
+        The budget of such a re-tune (either may be ``None``, not both).
     """
 
     _label = "retrain option"
@@ -244,6 +253,10 @@ class RetrainConfig(DictConfig):
     metadata: str | None = None
     engine: str = "polars"
     spark_master: str = "local[*]"
+    params: str | None = None
+    retune_every_days: float | None = None
+    retune_trials: int | None = 30
+    retune_minutes: float | None = 30.0
 
     def __post_init__(self) -> None:
         from item2vec.data import PrepareConfig
@@ -263,6 +276,9 @@ class RetrainConfig(DictConfig):
         self.candidates  # noqa: B018 - validates serve
         if self.engine not in ("polars", "spark"):
             raise ValueError(f"engine must be 'polars' or 'spark', got {self.engine!r}")
+        from item2vec.tuning import check_schedule
+
+        check_schedule(self.params, self.retune_every_days, self.retune_trials, self.retune_minutes)
 
     def to_dict(self) -> dict[str, Any]:
         """The nested dict of the config file, every section's defaults written out."""
@@ -492,6 +508,9 @@ class RetrainReport:
     engine : dict or None
         ``name`` (``polars`` / ``spark``); on Spark its ``spark_master`` and what item2vec
         could not do there (``warm_start``, ``ignored_item2vec_options``).
+    tuning : dict or None
+        With ``params``: the file, its age and whether this run re-tuned
+        (:func:`item2vec.tuning.params_for_retrain`).
     """
 
     status: str = "running"
@@ -521,11 +540,12 @@ class RetrainReport:
     seconds: float | None = None
     step_seconds: dict[str, float] | None = None
     engine: dict[str, Any] | None = None
+    tuning: dict[str, Any] | None = None
 
     #: Left out of the JSON report until a step sets them.
     _UNTIL_SET = frozenset({"reaped", "dataset", "champion_version", "warm_started", "served_model", "validation",
                             "served_choice", "metrics", "gating", "model_uri", "error", "seconds", "step_seconds",
-                            "engine"})
+                            "engine", "tuning"})
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report: every field set so far, in field order (``stability`` once the evaluation ran)."""
@@ -684,6 +704,7 @@ class _Job:
     score: float = float("nan")  # the challenger's gating metric
     gate: Champion | None = None  # the champion it is gated against
     decision: Decision | None = None
+    tuned_bilstm: dict[str, Any] = field(default_factory=dict)  # the params file's bilstm section
 
 
 def _steps(job: _Job, step: _Steps) -> None:
@@ -966,14 +987,15 @@ def _item2vec(job: _Job) -> None:
 
         spark_item2vec(job)
         return
+    i2v_params = _tuned_params(job)
     if cfg.warm_start and job.champion is not None:
-        want = cfg.item2vec.vector_size
+        want = i2v_params.get("vector_size", cfg.item2vec.vector_size)
         if job.champion.embeddings.dim == want:
             init = job.champion.embeddings
         else:
             log.warning("no warm start: the champion's vectors have size %d, this config %d",
                         job.champion.embeddings.dim, want)
-    job.i2v = i2v = Item2Vec(cfg.item2vec, show_progress=job.show_progress).fit(data.decode(data.train), init=init)
+    job.i2v = i2v = Item2Vec(show_progress=job.show_progress, **i2v_params).fit(data.decode(data.train), init=init)
     job.emb = i2v.embeddings_
     job.emb.metadata.update({"dataset": data.stats.get("name"), "time_range": data.stats.get("time_range")})
     for epoch, loss in enumerate(i2v.loss_history_, start=1):
@@ -982,6 +1004,29 @@ def _item2vec(job: _Job) -> None:
                          prefix="item2vec")
     mlflow.set_tag("warm_started", str(init is not None).lower())
     job.report.warm_started = init is not None
+
+
+def _over(tuned: dict[str, Any], section: Any, default: Any) -> dict[str, Any]:
+    """A params file's values under a config section's own: a value left at the section's default does not count."""
+    default, given = (dict(x) if isinstance(x, dict) else x.to_dict() for x in (default, section))
+    return {**tuned, **{k: v for k, v in given.items() if not (k in tuned and default.get(k, object()) == v)}}
+
+
+def _tuned_params(job: _Job) -> dict[str, Any]:
+    """The item2vec options: the params file's (re-tuned first when due), under the config's own."""
+    cfg = job.cfg
+    if cfg.params is None:
+        return cfg.item2vec.to_dict()
+    import mlflow
+
+    from item2vec.embeddings import Item2VecConfig
+    from item2vec.tuning import params_for_retrain
+
+    i2v, job.tuned_bilstm, job.report.tuning = params_for_retrain(
+        cfg.params, job.data, every_days=cfg.retune_every_days, n_trials=cfg.retune_trials,
+        minutes=cfg.retune_minutes, mlflow=True)
+    mlflow.set_tag("retuned", str(job.report.tuning["retuned"]).lower())
+    return _over(i2v, cfg.item2vec, Item2VecConfig())
 
 
 def _bilstm(job: _Job) -> None:
@@ -993,6 +1038,10 @@ def _bilstm(job: _Job) -> None:
 
     data = job.data
     b = job.cfg.bilstm
+    flat = _over(job.tuned_bilstm, b, RetrainConfig().bilstm)
+    if flat.get("init") == "item2vec" and flat.get("embedding_dim") == job.cfg.item2vec.vector_size:
+        flat["embedding_dim"] = job.emb.dim  # as wide as the vectors trained (the params file may change their size)
+    b = BiLSTMConfig.from_dict(flat)
     model = NextItemRecommender(embeddings=job.emb, vocab=data.vocab, init=b.init, freeze=b.freeze,  # type: ignore[arg-type]
                                 valid_fraction=b.valid_fraction, callback=tracking.epoch_logger("bilstm"),
                                 config=b.config, train_config=b.train_config, show_progress=job.show_progress)

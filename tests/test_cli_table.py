@@ -55,7 +55,7 @@ def test_help_lists_every_command(capsys):
 
 def test_mlflow_options_come_from_one_parent_on_the_commands_that_log():
     sub = _subparsers(build_parser())
-    logging = {"fit", "evaluate", "train-next"}
+    logging = {"fit", "evaluate", "train-next", "tune"}
     for name, p in sub.choices.items():
         opts = {s for a in p._actions for s in a.option_strings}
         assert ("--mlflow" in opts) == (name in logging), name

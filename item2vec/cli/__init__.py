@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
-from item2vec.cli import data, embeddings, evaluate, explore, neighbours, nextitem, retrain
+from item2vec.cli import data, embeddings, evaluate, explore, neighbours, nextitem, retrain, tune
 from item2vec.cli._common import INPUT_ARGS, OUT_MARKERS, Parser, run
 
 __all__ = ["COMMANDS", "INPUT_ARGS", "OUT_MARKERS", "Group", "build_parser", "main"]
@@ -54,6 +54,7 @@ COMMANDS: tuple[Group, ...] = (
     Group(retrain, ("retrain", "history")),
     Group(explore, ("explore",)),
     Group(neighbours, ("neighbours",)),
+    Group(tune, ("tune",), extra="tune", requires="optuna"),
 )
 
 

@@ -37,6 +37,8 @@ def _add_fit(sub: Any) -> None:
     p.add_argument("--out", required=True, help="model directory (written atomically; an older model there is replaced)")
     p.add_argument("--overwrite", action="store_true", help="replace --out even when it is not an item2vec model")
     add_item2vec_args(p)
+    p.add_argument("--params", default=None, metavar="FILE",
+                   help="params file (item2vec tune): its item2vec values; options given here override them")
     p.add_argument("--spark-partitions", type=int, default=1,
                    help="with --engine spark: Word2Vec partitions (faster, lower quality as it grows)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -47,13 +49,16 @@ def cmd_fit(a: argparse.Namespace) -> int:
     """``item2vec fit``: train item2vec on the training split and save the vectors (``--mlflow``: log the fit)."""
     from item2vec.data import SessionData
     from item2vec.embeddings import Item2Vec
+    from item2vec.tuning import read_params
 
     with mlflow_run(a, "fit") as tracked:
+        a.tuned = read_params(a.params, "item2vec", required=True) if a.params else {}
         data = SessionData.load(a.data)
         if a.engine == "spark":
             model = _fit_on_spark(a)
         else:
-            model = Item2Vec(show_progress=not a.quiet, **item2vec_params(a)).fit(data.decode(data.train))
+            params = {**a.tuned, **item2vec_params(a)}
+            model = Item2Vec(show_progress=not a.quiet, **params).fit(data.decode(data.train))
         emb = model.embeddings_
         emb.metadata.update({"data_dir": str(Path(a.data).resolve()), "dataset": data.stats.get("name")})
         emb.save(a.out)
@@ -72,7 +77,7 @@ def _fit_on_spark(a: argparse.Namespace) -> Any:
     """``pyspark.ml.feature.Word2Vec`` on the prepared sessions; the options it lacks are named and ignored."""
     from item2vec.spark import SparkItem2Vec
 
-    params = item2vec_params(a)
+    params = {**a.tuned, **item2vec_params(a)}
     ignored = [k for k in _NOT_ON_SPARK if k in params]
     if ignored:
         print(f"item2vec fit: Spark's Word2Vec has no {', '.join(ignored)} (hierarchical softmax only); ignored",

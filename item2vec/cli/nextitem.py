@@ -64,6 +64,9 @@ def add_parser(sub: Any) -> None:
                    help="data-parallel training processes (torch.distributed; with --engine spark launched by "
                    "Spark's TorchDistributor on the driver); default 1")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: $ITEM2VEC_DEVICE, else CUDA if present)")
+    p.add_argument("--params", default=None, metavar="FILE",
+                   help="params file (item2vec tune): its bilstm values, and its item2vec values for the vectors "
+                   "fitted here; options given here override them")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train_next)
 
@@ -96,7 +99,10 @@ def cmd_train_next(a: argparse.Namespace) -> int:
             raise ValueError("--embeddings is for --init item2vec; with --init random there is nothing to load")
         if a.freeze and a.init == "random":
             raise ValueError("--freeze needs --init item2vec: there is nothing to keep fixed in a random table")
-        params: dict[str, Any] = {k: getattr(a, k) for k in _PARAMS if getattr(a, k, None) is not None}
+        from item2vec.tuning import read_params
+
+        tuned = read_params(a.params, "bilstm") if a.params else {}
+        params: dict[str, Any] = {**tuned, **{k: getattr(a, k) for k in _PARAMS if getattr(a, k, None) is not None}}
         if a.untied:
             params["tied"] = False
         if a.residual_last:
@@ -110,7 +116,8 @@ def cmd_train_next(a: argparse.Namespace) -> int:
             if a.embeddings:
                 emb = ItemEmbeddings.load(a.embeddings)
             else:
-                i2v = Item2Vec(show_progress=not a.quiet).fit(data.decode(data.train))
+                i2v_params = read_params(a.params, "item2vec") if a.params else {}
+                i2v = Item2Vec(show_progress=not a.quiet, **i2v_params).fit(data.decode(data.train))
                 emb = i2v.embeddings_
                 if not a.quiet:
                     print(f"item2vec: {len(emb):,} items x {emb.dim} dims in {i2v.fit_seconds_:.1f}s")
