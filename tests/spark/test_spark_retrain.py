@@ -51,7 +51,7 @@ def test_retrain_on_spark_registers_a_champion_trained_cold_with_the_polars_sess
     served = load("models:/spark-retrain@champion", tracking_uri=store)
     assert served.embeddings.dim == 16 and served.embeddings.metadata["engine"] == "spark"
     item = served.embeddings.ids[0]
-    ids, _ = served.embeddings.similar_items([item], k=3, index="exact")
+    ids, _ = served.embeddings.use_index("exact").similar_items([item], k=3)
     assert len(ids[0]) == 3 and item not in ids[0].tolist()
     # the sessions, split and vocabulary the polars engine makes of the same files
     polars_cfg = RetrainConfig.from_dict({**BASE, "model_name": "polars-retrain", "warm_start": False})
