@@ -260,8 +260,10 @@ def test_retrain_sections_override_the_params_file_but_their_defaults_do_not():
 
     tuned = {"epochs": 12, "hidden_size": 32}
     default = RetrainConfig().bilstm  # epochs 5, patience 2, num_threads 1
-    assert _over(tuned, default, default) == {**default, "epochs": 12, "hidden_size": 32}
-    assert _over(tuned, {**default, "epochs": 3}, default)["epochs"] == 3  # written in the config: it wins
+    flat = default.to_dict()
+    assert _over(tuned, default, default) == {**flat, "epochs": 12, "hidden_size": 32}
+    written = RetrainConfig.from_dict({"bilstm": {"epochs": 3}}).bilstm
+    assert _over(tuned, written, default)["epochs"] == 3  # written in the config: it wins
     assert _over({"window": None}, {"window": 5}, {}) == {"window": 5}
 
 
