@@ -209,7 +209,10 @@ class Item2Vec:
             raise NotFittedError("this Item2Vec is not fitted yet; call fit(sessions) first")
         return self._embeddings
 
-    def fit(self, sessions: Iterable[Sequence[Any]], init: ItemEmbeddings | None = None) -> Item2Vec:
+    def fit(
+        self, sessions: Iterable[Sequence[Any]], init: ItemEmbeddings | None = None,
+        callbacks: Sequence[CallbackAny2Vec] = (),
+    ) -> Item2Vec:
         """Train on sessions.
 
         Parameters
@@ -221,6 +224,9 @@ class Item2Vec:
         init : ItemEmbeddings, optional
             Warm start: items present in ``init`` start from its vectors (same
             dimension required), so the new vector space stays comparable.
+        callbacks : sequence of gensim ``CallbackAny2Vec``
+            More epoch callbacks (after the progress bar's), e.g. to score each epoch;
+            one may stop the fit by raising.
 
         Returns
         -------
@@ -282,7 +288,7 @@ class Item2Vec:
         w2v.build_vocab(corpus)
         if init is not None:
             self._warm_start(w2v, init, back)
-        callbacks = [_Progress(cfg.epochs, self.show_progress)]
+        callbacks = [_Progress(cfg.epochs, self.show_progress), *callbacks]
         w2v.train(
             corpus,
             total_examples=w2v.corpus_count,

@@ -982,12 +982,13 @@ def _item2vec(job: _Job) -> None:
     from item2vec.embeddings import Item2Vec
 
     cfg, data, init = job.cfg, job.data, None
+    i2v_params = _tuned_params(job)
     if cfg.engine == "spark":
+        from item2vec.embeddings import Item2VecConfig
         from item2vec.spark.retrain import spark_item2vec
 
-        spark_item2vec(job)
+        spark_item2vec(job, Item2VecConfig.from_dict(i2v_params))
         return
-    i2v_params = _tuned_params(job)
     if cfg.warm_start and job.champion is not None:
         want = i2v_params.get("vector_size", cfg.item2vec.vector_size)
         if job.champion.embeddings.dim == want:

@@ -477,29 +477,6 @@ def _epoch_callback(on_epoch: Callable[[int, Any], None]) -> Any:
     return _OnEpoch()
 
 
-def _train_word2vec(sessions: Sequence[np.ndarray], config: Any, callbacks: Sequence[Any]) -> Any:
-    """gensim ``Word2Vec`` trained as :meth:`Item2Vec.fit <item2vec.embeddings.Item2Vec.fit>` trains it.
-
-    The same corpus (index sessions as string tokens), options and seed, so the
-    vectors are the ones ``Item2Vec(**params).fit(sessions)`` gives (a test checks
-    it); here gensim's epoch callbacks feed the pruner.
-    """
-    from gensim.models import Word2Vec
-
-    corpus = [[str(x) for x in np.asarray(s).tolist()] for s in sessions]
-    max_len = max(len(s) for s in corpus)
-    cfg = config
-    window = cfg.window if cfg.window is not None else max(max_len - 1, 1)
-    w2v = Word2Vec(vector_size=cfg.vector_size, window=window, min_count=cfg.min_count, sg=1, hs=0,
-                   negative=cfg.negative, ns_exponent=cfg.ns_exponent, sample=cfg.sample, alpha=cfg.alpha,
-                   min_alpha=cfg.min_alpha, seed=cfg.random_state, workers=cfg.workers,
-                   shrink_windows=cfg.shrink_windows, compute_loss=False)
-    w2v.build_vocab(corpus)
-    w2v.train(corpus, total_examples=w2v.corpus_count, total_words=w2v.corpus_total_words, epochs=cfg.epochs,
-              callbacks=list(callbacks), compute_loss=False)
-    return w2v
-
-
 def _last_item_scorer(data: Any) -> Callable[[Any, Any], dict[str, float]]:
     """``score(w2v, prefixes)``: last-item neighbours of the gensim model's current vectors."""
     from item2vec.embeddings import ItemEmbeddings
@@ -573,7 +550,7 @@ def tune_item2vec(
     """
     import optuna
 
-    from item2vec.embeddings import Item2VecConfig
+    from item2vec.embeddings import Item2Vec, Item2VecConfig
     from item2vec.evaluation import make_prefixes
 
     _check_budget(n_trials, timeout)
@@ -620,7 +597,8 @@ def tune_item2vec(
 
                 t0 = time.perf_counter()
                 try:
-                    w2v = _train_word2vec(data.train, cfg, [_epoch_callback(on_epoch)])
+                    w2v = Item2Vec(cfg, show_progress=False, compute_loss=False).fit(
+                        data.train, callbacks=[_epoch_callback(on_epoch)]).model_
                 except optuna.TrialPruned:
                     _tag(run, "state", "PRUNED")
                     raise

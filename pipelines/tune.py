@@ -28,16 +28,11 @@ from item2vec._io import atomic_file
 from item2vec.embeddings import Item2VecConfig
 from item2vec.evaluation import evaluate, make_prefixes, run_evaluation
 from item2vec.recommenders import Item2VecRecommender
+from item2vec.tuning import ITEM2VEC_SPACE
 from pipelines.datasets import DATASETS, load_dataset
 
-SPACE: dict[str, list[Any]] = {
-    "window": [3, 5, 10, None],
-    "ns_exponent": [-0.5, 0.0, 0.5, 0.75, 1.0],
-    "sample": [0.0, 1e-5, 1e-4, 1e-3],
-    "epochs": [5, 10, 20, 40],
-    "vector_size": [32, 64, 128],
-    "negative": [5, 10, 20],
-}
+#: The search space: the library tuner's (:data:`item2vec.tuning.ITEM2VEC_SPACE`).
+SPACE: dict[str, list[Any]] = ITEM2VEC_SPACE
 
 
 #: The starting point: item2vec's whole-session context with gensim-like settings

@@ -257,3 +257,27 @@ def test_loss_history_per_epoch(synthetic_data):
     assert m.loss_history_[-1] < m.loss_history_[0]
     quiet = Item2Vec(vector_size=16, epochs=5, show_progress=False, compute_loss=False).fit(train)
     assert quiet.loss_history_ == [0.0] * 5
+
+
+def test_fit_runs_the_given_epoch_callbacks_and_one_may_stop_it():
+    from gensim.models.callbacks import CallbackAny2Vec
+
+    class Count(CallbackAny2Vec):
+        def __init__(self):
+            self.epochs, self.sizes = 0, []
+
+        def on_epoch_end(self, model):
+            self.epochs += 1
+            self.sizes.append(len(model.wv))
+
+    sessions = [[1, 2, 3, 4], [2, 3, 5], [4, 5, 1, 2]] * 5
+    count = Count()
+    Item2Vec(epochs=3, vector_size=8, min_count=1, show_progress=False).fit(sessions, callbacks=[count])
+    assert count.epochs == 3 and count.sizes == [5, 5, 5]
+
+    class Stop(CallbackAny2Vec):
+        def on_epoch_end(self, model):
+            raise RuntimeError("stop after one epoch")
+
+    with pytest.raises(RuntimeError, match="stop after one epoch"):
+        Item2Vec(epochs=3, vector_size=8, min_count=1, show_progress=False).fit(sessions, callbacks=[Stop()])

@@ -273,3 +273,17 @@ def test_the_shipped_tuned_params_files_read():
     for f in files:
         assert set(read_params(f, "item2vec", required=True)) == {"window", "ns_exponent", "sample", "epochs",
                                                                    "vector_size", "negative"}
+
+
+def test_the_spark_engine_trains_with_the_params_files_values(monkeypatch):
+    from types import SimpleNamespace
+
+    import item2vec.retrain as retrain
+    import item2vec.spark.retrain as spark_retrain
+    from item2vec.retrain import RetrainConfig
+
+    seen = {}
+    monkeypatch.setattr(retrain, "_tuned_params", lambda job: {"vector_size": 48, "window": 3})
+    monkeypatch.setattr(spark_retrain, "spark_item2vec", lambda job, config: seen.setdefault("config", config))
+    retrain._item2vec(SimpleNamespace(cfg=RetrainConfig(engine="spark"), data=None))
+    assert (seen["config"].vector_size, seen["config"].window) == (48, 3)

@@ -34,8 +34,9 @@ def spark_prepare(cfg: Any, engine: dict[str, Any]) -> Callable[..., Any]:
     return functools.partial(prepare_spark, spark=spark)
 
 
-def spark_item2vec(job: Any) -> None:
-    """Step ``item2vec`` on Spark: ``SparkItem2Vec`` on ``job.data``'s training sessions, always cold."""
+def spark_item2vec(job: Any, config: Any) -> None:
+    """Step ``item2vec`` on Spark: ``SparkItem2Vec`` with ``config`` (the job's ``Item2VecConfig``, a
+    params file's values included) on ``job.data``'s training sessions, always cold."""
     import mlflow
 
     from item2vec import tracking
@@ -44,7 +45,7 @@ def spark_item2vec(job: Any) -> None:
 
     cfg, data, report = job.cfg, job.data, job.report
     engine = report.engine if report.engine is not None else {"name": "spark"}
-    model, ignored = SparkItem2Vec.from_item2vec(cfg.item2vec)
+    model, ignored = SparkItem2Vec.from_item2vec(config)
     if ignored:
         engine["ignored_item2vec_options"] = ignored
         log.warning("retrain: Spark's Word2Vec has no %s (hierarchical softmax only); ignored", ", ".join(ignored))
