@@ -13,20 +13,22 @@ of its last known item. Printed, side by side in one run:
 - items/s of one request of 1,000 items and of 1,000 sessions (one batched call each)
   against 1,000 one-row requests.
 
+Three logged models (:func:`_logged`): the model as ``item2vec.registry.log_model`` logs
+it; the same with its request columns declared in the signature (as before issue #15's
+change: MLflow then checks and rebuilds every request's DataFrame); an identity pyfunc
+(it returns its input: MLflow's own floor) with the same params schema.
+
 ``--profile``: the server side of one HTTP request without the network: MLflow's
 ``scoring_server.invocations`` (JSON in, the pyfunc, JSON out) in this process, for
-the model and for an identity pyfunc (it returns its input: MLflow's own floor);
-the time of each and the top lines of ``cProfile``.
+each of the three; the time of each and the top lines of ``cProfile``.
 
-``--http [--before DIR]``: the same model and the identity pyfunc, each logged to a temporary SQLite
-store and served by ``mlflow models serve --env-manager local`` on 127.0.0.1 in its
-own process group, once as the README's command has it (one worker) and once with
-the worker option ``-w`` set to the number of cores; item and session requests at
-concurrency 1, 8 and 32 from threads of this process (keep-alive connections), each
-case's requests in slices that alternate between the two servers (both up at once),
-so both see the same load; requests/s and p50/p99, and the model's ratios to the
-identity floor of the same server options. Client and server share the machine, as
-in issue #15's measurement.
+``--http [--before DIR]``: the three, each served by ``mlflow models serve --env-manager
+local`` on 127.0.0.1 in its own process group, once as the README's command has it (one
+worker) and once with the worker option ``-w`` set to the number of cores; item and session
+requests at concurrency 1, 8 and 32 from threads of this process (keep-alive connections),
+each case's requests in slices that alternate between the servers (all up at once), so all
+see the same load; requests/s and p50/p99, and each one's ratios to the identity floor of
+the same server options. Client and server share the machine, as in issue #15's measurement.
 
 With ``--before DIR`` (a checkout of older code, e.g. ``git archive COMMIT | tar -x -C DIR``)
 the model is also served with that checkout's ``item2vec``, in the same turns: before
@@ -141,20 +143,45 @@ def _bodies(model: ServedModel, k: int) -> dict[str, bytes]:
             "session": json.dumps({"dataframe_records": [{"session": session}], "params": {"k": k}}).encode()}
 
 
+#: The served models of the profile and the HTTP run, by name.
+IDENTITY, MODEL, DECLARED = "identity", "item2vec", "item2vec, inputs declared"
+
+
 @contextlib.contextmanager
-def _logged(model: ServedModel) -> Iterator[tuple[str, str, str]]:
-    """(store, model uri, identity uri): both logged to a temporary SQLite store."""
-    from item2vec.registry import log_model
+def _logged(model: ServedModel) -> Iterator[tuple[str, dict[str, str]]]:
+    """(store, {name: model uri}), all logged to a temporary SQLite store.
+
+    :data:`MODEL` is ``model`` as :func:`item2vec.registry.log_model` logs it (no input
+    schema); :data:`DECLARED` the same artifacts logged with its request columns declared
+    in the signature (``item_id``, ``session``: optional, untyped), as before issue #15's
+    change, so that the cost of MLflow's input-schema check is measured side by side;
+    :data:`IDENTITY` a pyfunc that returns its input, with the same params schema (without
+    one, MLflow logs a warning for every request that passes ``k``, slowing the floor).
+    """
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    from item2vec.registry import ARTIFACT, MODEL_CODE, _signature, log_model
     from item2vec.tracking import start_run
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    signature, example = _signature(model)
+    declared = ModelSignature(inputs=Schema([ColSpec(AnyType(), "item_id", required=False),
+                                             ColSpec(AnyType(), "session", required=False)]),
+                              outputs=signature.outputs, params=signature.params)
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         store = f"sqlite:///{tmp}/mlflow.db"
-        progress("logging the model and the identity pyfunc")
+        progress("logging the model (with and without declared inputs) and the identity pyfunc")
         with start_run("bench", experiment="bench-serving", tracking_uri=store):
-            uri = log_model(model).model_uri
-            ident = mlflow.pyfunc.log_model(name="identity", python_model=Identity()).model_uri
-        yield store, uri, ident
+            uris = {IDENTITY: mlflow.pyfunc.log_model(
+                name="identity", python_model=Identity(),
+                signature=ModelSignature(inputs=None, outputs=None, params=signature.params)).model_uri,
+                MODEL: log_model(model).model_uri}
+            path = model.save(Path(tmp) / ARTIFACT)
+            uris[DECLARED] = mlflow.pyfunc.log_model(
+                name="declared", python_model=str(MODEL_CODE), artifacts={ARTIFACT: str(path)},
+                signature=declared, input_example=example).model_uri
+        yield store, uris
 
 
 def profile(model: ServedModel, k: int = 10, repeats: int = 500, top: int = 25) -> list[dict[str, Any]]:
@@ -165,9 +192,8 @@ def profile(model: ServedModel, k: int = 10, repeats: int = 500, top: int = 25) 
     table = Table("Server side of one request, in process (scoring_server.invocations)",
                   ["model", "request", "p50 ms", "p99 ms"])
     profiles = []
-    with _logged(model) as (store, uri, ident), _env(MLFLOW_TRACKING_URI=store,
-                                                     _MLFLOW_IS_IN_SERVING_ENVIRONMENT="true"):
-        for name, model_uri in (("identity", ident), ("item2vec", uri)):
+    with _logged(model) as (store, uris), _env(MLFLOW_TRACKING_URI=store, _MLFLOW_IS_IN_SERVING_ENVIRONMENT="true"):
+        for name, model_uri in uris.items():
             loaded = mlflow.pyfunc.load_model(model_uri)
             schema = loaded.metadata.get_input_schema()
             for kind, body in bodies.items():
@@ -287,29 +313,28 @@ def _load(port: int, body: bytes, n: int, concurrency: int) -> tuple[float, list
 def http_tables(model: ServedModel, n: int = 2000, k: int = 10, rounds: int = 4,
                 workers: tuple[int | None, ...] = (None, os.cpu_count() or 1),
                 before: Path | None = None) -> list[dict[str, Any]]:
-    """Serve ``model`` and an identity pyfunc the same way; requests/s, p50/p99 and the ratios to the floor.
+    """Serve the models of :func:`_logged` the same way; requests/s, p50/p99 and the ratios to the identity floor.
 
     The servers run at once and take turns: each case's ``n`` requests go in
     ``rounds`` slices, alternating between them, so a change in the machine's
-    load falls on all alike. ``before``: a checkout of older code; the same
-    model is also served with that checkout's ``item2vec`` ("item2vec before").
+    load falls on all alike. ``before``: a checkout of older code; the model is
+    also served with that checkout's ``item2vec`` ("item2vec, before").
     """
     bodies = _bodies(model, k)
-    names = ("identity", "item2vec") + (("item2vec before",) if before else ())
-    cols = ["server options", "request", "concurrency", "identity req/s", "item2vec req/s", "req/s ratio",
-            "identity p50 ms", "item2vec p50 ms", "p50 ratio", "identity p99 ms", "item2vec p99 ms"]
-    if before:
-        cols += ["before req/s", "before req/s ratio", "before p50 ms", "before p50 ratio", "before p99 ms"]
-    table = Table(f"Over HTTP (mlflow models serve), {n:,} requests each, alternating in {rounds} slices", cols)
-    roots = {"identity": ROOT, "item2vec": ROOT, "item2vec before": before}
-    with _logged(model) as (store, uri, ident):
+    table = Table(f"Over HTTP (mlflow models serve), {n:,} requests each, alternating in {rounds} slices",
+                  ["server options", "request", "concurrency", "model", "req/s", "req/s / identity",
+                   "p50 ms", "p50 / identity", "p99 ms"])
+    with _logged(model) as (store, uris):
+        served = {name: (uri, ROOT) for name, uri in uris.items()}
+        if before:
+            served["item2vec, before"] = (uris[MODEL], before)
+        names = list(served)
         tmp = Path(store.removeprefix("sqlite:///")).parent
         for w in workers:
             progress(f"serving {', '.join(names)} ({'-w ' + str(w) if w else 'default options'})")
             with contextlib.ExitStack() as servers:
-                ports = {name: servers.enter_context(_serve(ident if name == "identity" else uri, store, tmp, w,
-                                                            roots[name] or ROOT))
-                         for name in names}
+                ports = {name: servers.enter_context(_serve(uri, store, tmp, w, root))
+                         for name, (uri, root) in served.items()}
                 for kind, body in bodies.items():
                     for port in ports.values():
                         _load(port, body, 100, 4)  # warm
@@ -323,13 +348,11 @@ def http_tables(model: ServedModel, n: int = 2000, k: int = 10, rounds: int = 4,
                                 wall[name] += part / rps
                                 lat[name] += got
                         res = {x: (n / wall[x], *percentiles_ms(lat[x])) for x in names}
-                        a, b = res["identity"], res["item2vec"]
-                        row = [f"-w {w}" if w else "none (1 worker)", kind, conc, a[0], b[0], b[0] / a[0],
-                               a[1], b[1], b[1] / a[1], a[2], b[2]]
-                        if before:
-                            c = res["item2vec before"]
-                            row += [c[0], c[0] / a[0], c[1], c[1] / a[1], c[2]]
-                        table.add(*row)
+                        floor = res[IDENTITY]
+                        for name in names:
+                            rps, p50, p99 = res[name]
+                            table.add(f"-w {w}" if w else "none (1 worker)", kind, conc, name, rps,
+                                      rps / floor[0], p50, p50 / floor[1], p99)
     table.print()
     return [table.to_dict()]
 

@@ -134,21 +134,24 @@ def _int_param(k: Any) -> Any:
 
 
 def _signature(served: ServedModel, k: int = 10) -> tuple[Any, Any]:
-    """(signature, input example): optional ``item_id`` and ``session`` columns; params ``k``, filters.
+    """(signature, input example): the answer's columns and the params ``k``, filters; no input schema.
 
-    The id columns are typed ``Any``: a request mixes rows of one kind and the
-    other, so a column of integer ids comes with gaps, which pandas holds as
-    floats (``13931.0``, NaN); :meth:`~item2vec.serving.ServedModel.to_id` turns
-    them back into the catalogue's ids.
+    The request columns (``item_id`` and/or ``session``, see the input example)
+    are checked by :meth:`~item2vec.serving.ServedModel.predict_records`, which
+    names what it expected and what came. Declaring them as well made MLflow check
+    and rebuild every request's DataFrame on the request path: a third of the
+    scoring server's time for a one-item request (``python -m benchmarks.serving
+    --profile``) for a check of two optional untyped columns (untyped because a
+    request mixes item and session rows, so a column of integer ids comes with
+    gaps, which pandas holds as floats; :meth:`~item2vec.serving.ServedModel.to_id`
+    turns them back into the catalogue's ids). Without an input schema
+    ``mlflow.pyfunc.spark_udf`` names its columns only when they come as one
+    struct column, as :func:`item2vec.spark.batch.recommend_sessions` passes them.
     """
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import AnyType, Array, ColSpec, ParamSchema, ParamSpec, Schema
+    from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
     id_type = "long" if served.ids_are_int else "string"
-    inputs = Schema([
-        ColSpec(AnyType(), "item_id", required=False),
-        ColSpec(AnyType(), "session", required=False),
-    ])
     outputs = Schema([
         ColSpec("string", "query"),
         ColSpec(Array(id_type), "item_ids"),
@@ -163,7 +166,7 @@ def _signature(served: ServedModel, k: int = 10) -> tuple[Any, Any]:
     ])
     first = served.embeddings.ids[:2].tolist()
     example = pd.DataFrame({"item_id": [first[0], None], "session": [None, first]})
-    return ModelSignature(inputs=inputs, outputs=outputs, params=params), example
+    return ModelSignature(inputs=None, outputs=outputs, params=params), example
 
 
 def log_model(

@@ -144,7 +144,7 @@ def test_save_load_round_trip(tmp_path, emb, next_model):
 # ---------------------------------------------------------------------------
 # MLflow: pyfunc, signature, aliases
 # ---------------------------------------------------------------------------
-def test_log_register_and_load_by_alias(tmp_path, emb, next_model):
+def test_log_register_and_load_by_alias(tmp_path, emb, next_model, monkeypatch):
     from item2vec.tracking import start_run
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -168,8 +168,18 @@ def test_log_register_and_load_by_alias(tmp_path, emb, next_model):
     with use_tracking_uri(uri):
         pyfunc = mlflow.pyfunc.load_model("models:/toy@champion")
     sig = pyfunc.metadata.signature
-    assert {c.name: c.required for c in sig.inputs.inputs} == {"item_id": False, "session": False}
-    assert sig.params.to_dict()[0]["name"] == "k"
+    # no input schema: MLflow does not check and rebuild each request's frame (a third of a served
+    # request's time); the model checks the columns itself, and the example shows them
+    assert sig.inputs is None and sig.params.to_dict()[0]["name"] == "k"
+    assert [c.name for c in sig.outputs.inputs] == ["query", "item_ids", "scores", "unknown", "n_ignored"]
+    assert set(pyfunc.input_example.columns) == {"item_id", "session"}
+
+    def no_schema_check(*a, **kw):
+        raise AssertionError("MLflow's input-schema check ran on the request path")
+
+    monkeypatch.setattr(mlflow.pyfunc, "_enforce_schema", no_schema_check)
+    with pytest.raises(mlflow.exceptions.MlflowException, match=r"expected a column 'item_id' .* got \['itemid'\]"):
+        pyfunc.predict(pd.DataFrame({"itemid": [a]}))
     out = pyfunc.predict(pd.DataFrame({"item_id": [a, "nope"]}), params={"k": 2})
     assert [len(x) for x in out["item_ids"]] == [2, 0] and out["unknown"].tolist() == [False, True]
     out = pyfunc.predict(pd.DataFrame({"session": [[a, b]]}), params={"k": 3})

@@ -64,6 +64,9 @@ def recommend_sessions(
     with use_tracking_uri(tracking_uri):
         udf = mlflow.pyfunc.spark_udf(sessions.sparkSession, model_uri, env_manager="local",
                                       result_type=RESULT_TYPE.format(t=item_type), params={"k": k})
-    # the pyfunc's inputs are (item_id, session), both optional: a null item_id asks for the session
+    # The pyfunc reads columns item_id and session (a null item_id asks for the session). Its
+    # signature declares no input schema (see registry._signature), so spark_udf would name
+    # separate columns "0", "1": one struct column reaches it as a DataFrame with its field names.
     no_item = F.lit(None).cast(item_type)
-    return sessions.withColumn(out_col, udf(no_item.alias("item_id"), F.col(session_col).alias("session")))
+    request = F.struct(no_item.alias("item_id"), F.col(session_col).alias("session"))
+    return sessions.withColumn(out_col, udf(request))
