@@ -358,7 +358,8 @@ def http_tables(model: ServedModel, n: int = 2000, k: int = 10, rounds: int = 4,
 
 
 def run(n_items: int = 3400, dim: int = 64, repeats: int = 2000, k: int = 10, n_batch: int = 1000,
-        profile_calls: int = 0, http_requests: int = 0, before: Path | None = None) -> list[dict[str, Any]]:
+        profile_calls: int = 0, http_requests: int = 0, before: Path | None = None,
+        rounds: int = 4) -> list[dict[str, Any]]:
     """The sections of :mod:`benchmarks.run`: in process; the profile and HTTP when their counts are > 0."""
     model = synthetic_model(n_items, dim)
     print(f"\n{n_items:,} items x {dim}-d, k={k}, ids {model.id_type}; item2vec from {ROOT}")
@@ -366,7 +367,7 @@ def run(n_items: int = 3400, dim: int = 64, repeats: int = 2000, k: int = 10, n_
     if profile_calls:
         out += profile(model, k, profile_calls)
     if http_requests:
-        out += http_tables(model, http_requests, k, before=before)
+        out += http_tables(model, http_requests, k, rounds=rounds, before=before)
     return out
 
 
@@ -380,12 +381,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--profile", action="store_true", help="profile the server side of one request")
     ap.add_argument("--http", action="store_true", help="also serve it and an identity pyfunc with MLflow")
     ap.add_argument("--requests", type=int, default=2000, help="per model, request kind and concurrency")
+    ap.add_argument("--rounds", type=int, default=4,
+                    help="with --http: slices each case's requests are cut into, alternating between the servers")
     ap.add_argument("--before", type=Path, default=None, metavar="DIR",
                     help="with --http: also serve the model with the item2vec of this older checkout")
     args = ap.parse_args(argv)
     print(f"\n{machine()}; load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     run(args.items, args.dim, args.repeats, args.k, profile_calls=500 if args.profile else 0,
-        http_requests=args.requests if args.http else 0, before=args.before)
+        http_requests=args.requests if args.http else 0, before=args.before, rounds=args.rounds)
 
 
 if __name__ == "__main__":
