@@ -40,6 +40,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ import numpy as np
 import torch
 
 from benchmarks._common import peak_rss_mb
+from item2vec.blend import Blend
 from item2vec.data import SessionData
 from item2vec.embeddings import Item2Vec, ItemEmbeddings
 from item2vec.evaluation import (
@@ -137,6 +139,18 @@ VARIANTS = {
 #: dropped (the prefix's last item never recommended), i.e. what a mask by default costs.
 MASKED_SUFFIX = " (last item masked)"
 MASKED = "bilstm (item2vec, fine-tuned, last item masked)"
+#: The fine-tuned BiLSTM blended with baseline rows (:class:`item2vec.blend.Blend`, weights on a
+#: 0.1 grid chosen per seed by validation MRR@20; the BiLSTM alone is on the grid), and the same
+#: blend with the random-init BiLSTM, so that the init is compared inside the blend too. Which
+#: rows: ``--set 'blend_with=["sknn", "markov", "item2vec"]'`` (default :data:`BLEND_WITH`).
+BLEND_WITH = ("sknn", "markov")
+BLEND = "blend (bilstm item2vec + sknn + markov)"
+BLEND_RANDOM = "blend (bilstm random init + sknn + markov)"
+
+
+def blend_label(part: str, others: Sequence[str]) -> str:
+    """``blend (bilstm item2vec + sknn + markov)`` for the fine-tuned BiLSTM and ``others``."""
+    return f"blend (bilstm {'item2vec' if part == MAIN else 'random init'} + {' + '.join(others)})"
 #: The row for random init with its own chosen settings (RANDOM_CHOSEN).
 RANDOM_OWN = "bilstm (random init, own search)"
 #: Random init with a table as wide as the item2vec vectors (the item2vec-initialised
@@ -189,6 +203,7 @@ def item2vec_vectors(
 #: The BiLSTM row compared (paired bootstrap) with the best baseline and with random init.
 MAIN = "bilstm (item2vec, fine-tuned)"
 BASELINE_ROWS = ("pop", "markov", "sknn", "implicit", "item2vec")
+BLEND_OF = {BLEND: MAIN, BLEND_RANDOM: "bilstm (random init)"}  # the default labels, and the BiLSTM in each
 
 
 def run_dataset(
@@ -210,6 +225,7 @@ def run_dataset(
               f"{repeats.mean():.1%} repeat the last item ({time.perf_counter() - t0:.1f}s)")
     rows: dict[str, dict[str, Any]] = {}
     per_pred: dict[str, dict[str, np.ndarray]] = {}
+    fitted: dict[str, list[Any]] = {}  # label -> fitted model per seed (the blends' parts)
 
     def record(label: str, runs: list[tuple[Any, float, str]]) -> None:
         """``runs``: (fitted model, fit seconds, epochs kept/run) per seed."""
@@ -234,12 +250,14 @@ def run_dataset(
             t = time.perf_counter()
             model = BASELINES[b]().fit(data.train, n_items=data.n_items, repeats_dropped=data.repeats_dropped)
             record(b, [(model, time.perf_counter() - t, "")])
+            fitted[b] = [model]
     i2v_s = None
     if only in (None, "baselines"):
         emb, i2v_s = item2vec_vectors(name, data, seed, cache)
         model = Item2VecRecommender(embeddings=emb, vocab=data.vocab).fit(
             data.train, data.n_items, repeats_dropped=data.repeats_dropped)
         record("item2vec", [(model, i2v_s, "")])
+        fitted["item2vec"] = [model]
         if not data.repeats_dropped:  # each baseline as if the repeats had been dropped
             from item2vec.baselines import BASELINES
 
@@ -260,7 +278,7 @@ def run_dataset(
         if not data.repeats_dropped:
             variants[MASKED] = {**VARIANTS[MAIN], "repeats_dropped": True}
         settings = {label: {k: val for k, val in {**params, **v}.items()
-                            if k not in ("variants", "init", "freeze", "repeats_dropped")}
+                            if k not in ("variants", "init", "freeze", "repeats_dropped", "blend_with")}
                     for label, v in variants.items()}
         if RANDOM_OWN in settings and settings[RANDOM_OWN] == settings["bilstm (random init)"]:
             del variants[RANDOM_OWN]  # the same settings: the random-init row is its own choice already
@@ -281,9 +299,20 @@ def run_dataset(
                 val_mrr.append(r.best_metrics.get("val_mrr@20"))
                 eps.append(r.examples_per_second)
             record(label, runs)
+            fitted[label] = [m for m, _, _ in runs]
             rows[label]["val_mrr@20"] = float(np.mean(val_mrr))
             rows[label]["examples_per_second"] = round(float(np.mean(eps)))
         rows["_bilstm_params"] = params
+        others = tuple(overrides.get("blend_with", BLEND_WITH))
+        for part in BLEND_OF.values():
+            if part in fitted and all(o in fitted for o in others):
+                runs = []
+                for bilstm in fitted[part]:
+                    t = time.perf_counter()
+                    blend = Blend([bilstm, *(fitted[o][0] for o in others)], step=0.1).fit(
+                        data.train, data.n_items, repeats_dropped=data.repeats_dropped, valid=data.valid)
+                    runs.append((blend, time.perf_counter() - t, "w " + "/".join(f"{w:.1f}" for w in blend.weights_)))
+                record(blend_label(part, others), runs)
     return {
         "dataset": label_ds,
         "repeats_dropped": data.repeats_dropped,
@@ -309,11 +338,17 @@ def compare(rows: dict[str, dict[str, Any]], per_pred: dict[str, dict[str, np.nd
         return out
     for metric, key in (("mrr@20", "rr"), ("hr@20", "hit")):
         others = [b for b in BASELINE_ROWS if b in rows]
-        rivals = ([max(others, key=lambda b: rows[b][metric])] if others else []) + [
-            v for v in ("bilstm (random init)", RANDOM_OWN, RANDOM_WIDE, MASKED) if v in per_pred]
+        best = [max(others, key=lambda b: rows[b][metric])] if others else []
+        rivals = best + [v for v in ("bilstm (random init)", RANDOM_OWN, RANDOM_WIDE, MASKED) if v in per_pred]
         for rival in rivals:
             res = paired_bootstrap(per_pred[MAIN][key], per_pred[rival][key])
-            out.append({"metric": metric, "against": rival, **res})
+            out.append({"metric": metric, "row": MAIN, "against": rival, **res})
+        # each blend against the best baseline and against the same blend with random init
+        for blend in [b for b in per_pred if b.startswith("blend (bilstm item2vec + ")]:
+            twin = blend.replace("bilstm item2vec", "bilstm random init")
+            for rival in best + [v for v in (twin,) if v in per_pred]:
+                res = paired_bootstrap(per_pred[blend][key], per_pred[rival][key])
+                out.append({"metric": metric, "row": blend, "against": rival, **res})
     return out
 
 
@@ -342,12 +377,12 @@ def markdown(result: dict[str, Any]) -> str:
             f"{m['fit_seconds']:.1f} | {m.get('epochs') or ''} |"
         )
     if r.get("comparisons"):
-        lines += ["", f"Paired bootstrap over the test predictions (10,000 resamples), {MAIN} minus:", "",
-                  "| metric | against | difference | 95% interval | resamples not better |",
-                  "|---|---|---|---|---|"]
+        lines += ["", "Paired bootstrap over the test predictions (10,000 resamples), the row minus the rival:", "",
+                  "| metric | row | against | difference | 95% interval | resamples not better |",
+                  "|---|---|---|---|---|---|"]
         for c in r["comparisons"]:
-            lines.append(f"| {c['metric']} | {c['against']} | {c['diff']:+.4f} | [{c['lo']:+.4f}, {c['hi']:+.4f}] | "
-                         f"{c['p_le_0']:.3f} |")
+            lines.append(f"| {c['metric']} | {c.get('row', MAIN)} | {c['against']} | {c['diff']:+.4f} | "
+                         f"[{c['lo']:+.4f}, {c['hi']:+.4f}] | {c['p_le_0']:.3f} |")
     return "\n".join(lines)
 
 
@@ -374,7 +409,8 @@ def merge(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
             if not cur["comparisons"]:
                 cur["comparisons"] = r.get("comparisons") or []
     base_rows = ("pop", "markov", "sknn", "implicit", "item2vec")
-    order = (*base_rows, *(b + MASKED_SUFFIX for b in base_rows), *VARIANTS, RANDOM_OWN, RANDOM_WIDE, MASKED)
+    order = (*base_rows, *(b + MASKED_SUFFIX for b in base_rows), *VARIANTS, RANDOM_OWN, RANDOM_WIDE, MASKED,
+             *BLEND_OF)
     for r in out.values():
         r["rows"] = {k: r["rows"][k] for k in sorted(r["rows"], key=lambda k: order.index(k) if k in order else 99)}
         pp = {label: {k: np.asarray(v) for k, v in d.items()} for label, d in r["per_prediction"].items()}

@@ -59,3 +59,12 @@ class TestServed(RecommenderContract):
     def make(self, data):
         emb = Item2Vec(show_progress=False, **I2V).fit(data.decode(data.train)).embeddings_
         return ServedModel(emb).recommender(data.vocab)
+
+
+class TestBlend(RecommenderContract):
+    """Fixed weights here; weights chosen on validation are tests/test_blend.py's."""
+
+    def make(self, data):
+        from item2vec.blend import Blend
+
+        return Blend([make_recommender("markov"), make_recommender("sknn")], weights=(0.6, 0.4))

@@ -102,6 +102,8 @@ class NextItemRecommender(Recommender):
     """
 
     name = "bilstm"
+    #: :meth:`score_batch` returns logits (a softmax makes them probabilities), read by :class:`~item2vec.blend.Blend`.
+    scores_are_logits = True
 
     def __init__(
         self,

@@ -1,0 +1,207 @@
+"""A weighted blend of next-item models, its weights chosen on the validation split.
+
+Session kNN and the BiLSTM are right on different predictions: SKNN where the
+session's items co-occur often in training sessions, the BiLSTM where order and the
+item2vec geometry carry the signal. :class:`Blend` adds their scores, each row of
+each model first put on one scale, with weights picked from a grid by validation
+MRR@k (ties: HR@k, then the grid's order, which starts at the first model alone).
+The pure first model is on the grid, so the blend is never worse than it on the
+validation split; whether it is better on the test split is what
+``benchmarks/nextitem_tables.py`` measures.
+
+The one scale: a model whose scores are logits (``scores_are_logits``, the BiLSTM)
+is turned into probabilities by a softmax; then every row is shifted to start at 0
+and divided by its maximum, so each model's best item scores 1 and its worst 0.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from item2vec.base import Recommender, Sessions, check_k, mask_last
+from item2vec.evaluation import make_prefixes, metrics_from_ranks, topk_ranks
+from item2vec.exceptions import DataError, NotFittedError
+from item2vec.index import topk
+
+__all__ = ["Blend", "weight_grid"]
+
+
+def weight_grid(n_models: int, step: float) -> list[tuple[float, ...]]:
+    """Every weight vector on the simplex with coordinates in multiples of ``step``, the first model's largest first.
+
+    ``weight_grid(2, 0.5)`` is ``[(1.0, 0.0), (0.5, 0.5), (0.0, 1.0)]``.
+    """
+    if not 0 < step <= 1:
+        raise ValueError(f"step must lie in (0, 1], got {step!r}")
+    m = round(1 / step)
+    if abs(m * step - 1) > 1e-9:
+        raise ValueError(f"step must divide 1 (0.5, 0.25, 0.1, ...), got {step!r}")
+    out = [c for c in itertools.product(range(m, -1, -1), repeat=n_models) if sum(c) == m]
+    return [tuple(x / m for x in c) for c in out]
+
+
+def _unit_rows(scores: np.ndarray, logits: bool) -> np.ndarray:
+    """Each row on [0, 1]: softmax first for logits; -inf and NaN become 0 (the row's worst)."""
+    s = np.array(scores, dtype=np.float64)
+    bad = ~np.isfinite(s)
+    if logits:
+        s[bad] = -np.inf
+        s -= np.max(s, axis=1, keepdims=True)
+        np.exp(s, out=s)
+    else:
+        s[bad] = np.inf
+        s -= np.min(s, axis=1, keepdims=True)
+        s[bad] = 0.0
+    top = np.max(s, axis=1, keepdims=True)
+    np.divide(s, top, out=s, where=top > 0)
+    return s
+
+
+class Blend(Recommender):
+    """Scores of several next-item models added with weights chosen on validation.
+
+    Parameters
+    ----------
+    models : sequence of Recommender
+        Two or more; fitted already (on the same catalogue) or fitted by :meth:`fit`.
+        Put the model to fall back on first: the grid starts with it alone.
+    weights : sequence of float, optional
+        Fixed weights (one per model, >= 0, not all 0). Default: chosen by :meth:`fit`
+        on ``valid``.
+    step : float
+        The weight grid's spacing (``0.1``: 11 blends of 2 models, 66 of 3).
+    k : int
+        Cut-off of the validation MRR@k / HR@k that choose the weights.
+    max_valid : int, optional
+        Validation predictions used to choose (a seeded sample; None: all).
+    random_state : int
+        Seed of that sample.
+
+    Attributes
+    ----------
+    weights_ : tuple of float
+        The weights in use.
+    valid_table_ : list of dict
+        Per weight vector on the grid: ``weights``, ``mrr@k``, ``hr@k`` on validation.
+    """
+
+    name = "blend"
+
+    def __init__(
+        self,
+        models: Sequence[Recommender],
+        weights: Sequence[float] | None = None,
+        step: float = 0.1,
+        k: int = 20,
+        max_valid: int | None = 20_000,
+        random_state: int = 0,
+    ) -> None:
+        models = list(models)
+        if len(models) < 2 or not all(isinstance(m, Recommender) for m in models):
+            raise TypeError(f"Blend: expected two or more Recommender models, got {[type(m).__name__ for m in models]}")
+        if weights is not None:
+            weights = tuple(float(w) for w in weights)
+            if len(weights) != len(models) or min(weights) < 0 or sum(weights) <= 0:
+                raise ValueError(f"Blend: expected {len(models)} weights >= 0, not all 0, got {weights}")
+        weight_grid(len(models), step)  # refuses a bad step now, not after training
+        self.models = models
+        self.weights = weights
+        self.step = step
+        self.k = check_k(k)
+        self.max_valid = max_valid
+        self.random_state = random_state
+
+    def get_params(self) -> dict[str, Any]:
+        params = super().get_params()
+        params["models"] = [m.name for m in self.models]
+        return params
+
+    def fit(
+        self,
+        sessions: Sessions,
+        n_items: int | None = None,
+        *,
+        repeats_dropped: bool | None = None,
+        valid: Sessions | None = None,
+    ) -> Blend:
+        """Fit the models not fitted yet on ``sessions``, then choose the weights on ``valid``.
+
+        Raises
+        ------
+        ValueError
+            Without ``weights`` and without ``valid`` sessions to choose them on.
+        DataError
+            When a model fitted beforehand has another catalogue size.
+        """
+        if self.weights is None and not valid:
+            raise ValueError("Blend.fit: no weights given; pass valid= (validation sessions) to choose them on")
+        self._valid = valid
+        return super().fit(sessions, n_items, repeats_dropped=repeats_dropped)  # type: ignore[return-value]
+
+    def _fit(self, sessions: list[np.ndarray]) -> None:
+        for m in self.models:
+            if not hasattr(m, "n_items_"):
+                m.fit(sessions, self.n_items_, repeats_dropped=self.repeats_dropped_)
+            elif m.n_items_ != self.n_items_:
+                raise DataError(f"Blend: {m.name} was fitted on {m.n_items_} items, the blend on {self.n_items_}")
+        valid, self._valid = self._valid, None
+        if self.weights is not None:
+            self.weights_, self.valid_table_ = self.weights, []
+        else:
+            self.weights_, self.valid_table_ = self._choose(valid)
+
+    def _choose(self, valid: Sessions) -> tuple[tuple[float, ...], list[dict[str, Any]]]:
+        pre = make_prefixes([np.asarray(s, dtype=np.int64) for s in valid])
+        if len(pre) == 0:
+            raise ValueError("Blend.fit: the validation sessions hold no prediction (every session has < 2 items)")
+        idx = np.arange(len(pre))
+        if self.max_valid is not None and len(pre) > self.max_valid:
+            idx = np.sort(np.random.default_rng(self.random_state).choice(len(pre), self.max_valid, replace=False))
+        grid = weight_grid(len(self.models), self.step)
+        ranks = np.zeros((len(grid), len(idx)), dtype=np.int64)
+        chunk = max(1, min(1024, (1 << 23) // (self.n_items_ + 1)))  # a (chunk, n_items) float64 block <= 64 MiB
+        for start in range(0, len(idx), chunk):
+            part = idx[start:start + chunk]
+            prefixes = self._prefixes([pre.prefixes[i] for i in part])
+            units = self._units(prefixes)
+            for g, w in enumerate(grid):
+                ranks[g, start:start + len(part)] = topk_ranks(
+                    *self._top(self._mix(units, w), prefixes, self.k), pre.targets[part])
+        table = [{"weights": w, **metrics_from_ranks(r, self.k)} for w, r in zip(grid, ranks, strict=True)]
+        m, h = f"mrr@{self.k}", f"hr@{self.k}"
+        best = max(range(len(grid)), key=lambda g: (table[g][m], table[g][h], -g))
+        return grid[best], table
+
+    def _units(self, prefixes: list[np.ndarray]) -> list[np.ndarray]:
+        return [_unit_rows(m.score_batch(prefixes), bool(getattr(m, "scores_are_logits", False)))
+                for m in self.models]
+
+    @staticmethod
+    def _mix(units: list[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+        out = np.zeros_like(units[0])
+        for u, w in zip(units, weights, strict=True):
+            if w:
+                out += w * u
+        return out
+
+    def _top(self, scores: np.ndarray, prefixes: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores[:, 0] = -np.inf
+        if self.repeats_dropped_:
+            mask_last(scores, prefixes)
+        return topk(scores, k)
+
+    def score_batch(self, prefixes: Sessions) -> np.ndarray:
+        """The weighted sum of the models' rows on one scale, shape ``(len(prefixes), n_items + 1)``."""
+        if not hasattr(self, "weights_"):
+            raise NotFittedError("blend is not fitted yet; call fit(sessions, valid=...) first")
+        prefixes = self._prefixes(prefixes)
+        used = [(m, w) for m, w in zip(self.models, self.weights_, strict=True) if w]
+        out = np.zeros((len(prefixes), self.n_items_ + 1), dtype=np.float64)
+        for m, w in used:
+            out += w * _unit_rows(m.score_batch(prefixes), bool(getattr(m, "scores_are_logits", False)))
+        out[:, 0] = -np.inf
+        return out.astype(np.float32)

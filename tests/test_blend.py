@@ -1,0 +1,82 @@
+"""Blend: weights chosen on validation from a grid, one scale per model, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from item2vec.base import Recommender
+from item2vec.blend import Blend, _unit_rows, weight_grid
+from item2vec.evaluation import evaluate
+from item2vec.exceptions import DataError
+from item2vec.recommenders import make_recommender
+
+
+class _Fixed(Recommender):
+    """Scores the same given row for every prefix (a model right on a known set of predictions)."""
+
+    name = "fixed"
+
+    def __init__(self, row):
+        self.row = np.asarray(row, dtype=np.float32)
+
+    def _fit(self, sessions):
+        pass
+
+    def score_batch(self, prefixes):
+        return np.tile(self.row, (len(prefixes), 1))
+
+
+def test_weight_grid_is_the_simplex_first_model_alone_first():
+    assert weight_grid(2, 0.5) == [(1.0, 0.0), (0.5, 0.5), (0.0, 1.0)]
+    g = weight_grid(3, 0.1)
+    assert len(g) == 66 and g[0] == (1.0, 0.0, 0.0) and all(abs(sum(w) - 1) < 1e-9 for w in g)
+    for bad in (0, 0.3, 1.5):
+        with pytest.raises(ValueError, match="step"):
+            weight_grid(2, bad)
+
+
+def test_every_row_goes_to_zero_one_softmax_first_for_logits():
+    s = np.array([[-np.inf, 2.0, 0.0, 1.0], [-np.inf, -3.0, -3.0, -1.0]])
+    u = _unit_rows(s, logits=False)
+    np.testing.assert_allclose(u, [[0, 1, 0, 0.5], [0, 0, 0, 1]])
+    p = _unit_rows(s, logits=True)
+    np.testing.assert_allclose(p[0], [0, 1, np.exp(-2), np.exp(-1)])
+    assert p[:, 0].tolist() == [0, 0]
+
+
+def test_weights_are_chosen_on_validation_and_the_blend_beats_each_model():
+    # item 1 follows on half the sessions, item 2 on the other half; model a ranks 1 first then
+    # 3, 4; model b ranks 2 first. Neither alone has both in its top 2; the blend has.
+    a = _Fixed([0, 1.0, 0.0, 0.3, 0.2, 0.0])
+    b = _Fixed([0, 0.0, 1.0, 0.3, 0.2, 0.0])
+    sessions = [np.array([5, 1]), np.array([5, 2])] * 20
+    blend = Blend([a, b], step=0.25).fit(sessions, n_items=5, repeats_dropped=False, valid=sessions)
+    assert blend.weights_ == (0.5, 0.5)
+    table = {t["weights"]: t["mrr@20"] for t in blend.valid_table_}
+    assert table[(0.5, 0.5)] > max(table[(1.0, 0.0)], table[(0.0, 1.0)])
+    got = evaluate(blend, sessions, k=2)
+    assert got["hr@2"] == 1.0 and evaluate(a, sessions, k=2)["hr@2"] == 0.5
+
+
+def test_the_first_model_alone_wins_a_tie_and_fixed_weights_skip_the_choice():
+    a, b = _Fixed([0, 1.0, 0.5, 0.2]), _Fixed([0, 1.0, 0.2, 0.5])
+    sessions = [np.array([3, 1])] * 5
+    assert Blend([a, b]).fit(sessions, 3, valid=sessions).weights_ == (1.0, 0.0)
+    fixed = Blend([a, b], weights=[0.2, 0.8]).fit(sessions, 3)
+    assert fixed.weights_ == (0.2, 0.8) and fixed.valid_table_ == []
+    np.testing.assert_allclose(fixed.score_batch([np.array([3])])[0, 1:], [1.0, 0.2 * 0.5 + 0.8 * 0.2, 0.2 * 0.2 + 0.8 * 0.5],
+                               rtol=1e-6)
+
+
+def test_errors_name_what_was_expected():
+    sessions = [np.array([1, 2, 3])] * 4
+    with pytest.raises(ValueError, match="pass valid="):
+        Blend([make_recommender("pop"), make_recommender("markov")]).fit(sessions, 3)
+    with pytest.raises(TypeError, match="two or more Recommender"):
+        Blend([make_recommender("pop")])
+    with pytest.raises(ValueError, match="2 weights >= 0"):
+        Blend([make_recommender("pop"), make_recommender("markov")], weights=[1.0, -1.0])
+    other = make_recommender("pop").fit(sessions, n_items=7)
+    with pytest.raises(DataError, match="fitted on 7 items, the blend on 3"):
+        Blend([other, make_recommender("markov")], weights=[1, 1]).fit(sessions, 3)
