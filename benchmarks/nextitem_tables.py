@@ -144,8 +144,6 @@ MASKED = "bilstm (item2vec, fine-tuned, last item masked)"
 #: blend with the random-init BiLSTM, so that the init is compared inside the blend too. Which
 #: rows: ``--set 'blend_with=["sknn", "markov", "item2vec"]'`` (default :data:`BLEND_WITH`).
 BLEND_WITH = ("sknn", "markov")
-BLEND = "blend (bilstm item2vec + sknn + markov)"
-BLEND_RANDOM = "blend (bilstm random init + sknn + markov)"
 
 
 def blend_label(part: str, others: Sequence[str]) -> str:
@@ -203,7 +201,7 @@ def item2vec_vectors(
 #: The BiLSTM row compared (paired bootstrap) with the best baseline and with random init.
 MAIN = "bilstm (item2vec, fine-tuned)"
 BASELINE_ROWS = ("pop", "markov", "sknn", "implicit", "item2vec")
-BLEND_OF = {BLEND: MAIN, BLEND_RANDOM: "bilstm (random init)"}  # the default labels, and the BiLSTM in each
+BLEND_PARTS = (MAIN, "bilstm (random init)")  # the BiLSTM rows that are blended
 
 
 def run_dataset(
@@ -304,7 +302,7 @@ def run_dataset(
             rows[label]["examples_per_second"] = round(float(np.mean(eps)))
         rows["_bilstm_params"] = params
         others = tuple(overrides.get("blend_with", BLEND_WITH))
-        for part in BLEND_OF.values():
+        for part in BLEND_PARTS:
             if part in fitted and all(o in fitted for o in others):
                 runs = []
                 for bilstm in fitted[part]:
@@ -410,7 +408,7 @@ def merge(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
                 cur["comparisons"] = r.get("comparisons") or []
     base_rows = ("pop", "markov", "sknn", "implicit", "item2vec")
     order = (*base_rows, *(b + MASKED_SUFFIX for b in base_rows), *VARIANTS, RANDOM_OWN, RANDOM_WIDE, MASKED,
-             *BLEND_OF)
+             *(blend_label(p, BLEND_WITH) for p in BLEND_PARTS))
     for r in out.values():
         r["rows"] = {k: r["rows"][k] for k in sorted(r["rows"], key=lambda k: order.index(k) if k in order else 99)}
         pp = {label: {k: np.asarray(v) for k, v in d.items()} for label, d in r["per_prediction"].items()}

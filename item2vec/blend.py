@@ -137,7 +137,7 @@ class Blend(Recommender):
         DataError
             When a model fitted beforehand has another catalogue size.
         """
-        if self.weights is None and not valid:
+        if self.weights is None and (valid is None or len(valid) == 0):
             raise ValueError("Blend.fit: no weights given; pass valid= (validation sessions) to choose them on")
         self._valid = valid
         return super().fit(sessions, n_items, repeats_dropped=repeats_dropped)  # type: ignore[return-value]
@@ -155,9 +155,10 @@ class Blend(Recommender):
             self.weights_, self.valid_table_ = self._choose(valid)
 
     def _choose(self, valid: Sessions) -> tuple[tuple[float, ...], list[dict[str, Any]]]:
-        pre = make_prefixes([np.asarray(s, dtype=np.int64) for s in valid])
-        if len(pre) == 0:
+        valid = [np.asarray(s, dtype=np.int64) for s in valid]
+        if not any(len(s) >= 2 for s in valid):
             raise ValueError("Blend.fit: the validation sessions hold no prediction (every session has < 2 items)")
+        pre = make_prefixes(valid)
         idx = np.arange(len(pre))
         if self.max_valid is not None and len(pre) > self.max_valid:
             idx = np.sort(np.random.default_rng(self.random_state).choice(len(pre), self.max_valid, replace=False))
@@ -176,15 +177,16 @@ class Blend(Recommender):
         best = max(range(len(grid)), key=lambda g: (table[g][m], table[g][h], -g))
         return grid[best], table
 
-    def _units(self, prefixes: list[np.ndarray]) -> list[np.ndarray]:
-        return [_unit_rows(m.score_batch(prefixes), bool(getattr(m, "scores_are_logits", False)))
-                for m in self.models]
+    def _units(self, prefixes: list[np.ndarray], weights: Sequence[float] | None = None) -> list[np.ndarray | None]:
+        """Each model's rows on one scale; ``None`` for a model whose weight in ``weights`` is 0 (not scored)."""
+        return [None if weights is not None and not w else
+                _unit_rows(m.score_batch(prefixes), bool(getattr(m, "scores_are_logits", False)))
+                for m, w in zip(self.models, weights or [1.0] * len(self.models), strict=True)]
 
-    @staticmethod
-    def _mix(units: list[np.ndarray], weights: Sequence[float]) -> np.ndarray:
-        out = np.zeros_like(units[0])
+    def _mix(self, units: list[np.ndarray | None], weights: Sequence[float]) -> np.ndarray:
+        out = np.zeros((len(next(u for u in units if u is not None)), self.n_items_ + 1))
         for u, w in zip(units, weights, strict=True):
-            if w:
+            if w and u is not None:
                 out += w * u
         return out
 
@@ -199,9 +201,8 @@ class Blend(Recommender):
         if not hasattr(self, "weights_"):
             raise NotFittedError("blend is not fitted yet; call fit(sessions, valid=...) first")
         prefixes = self._prefixes(prefixes)
-        used = [(m, w) for m, w in zip(self.models, self.weights_, strict=True) if w]
-        out = np.zeros((len(prefixes), self.n_items_ + 1), dtype=np.float64)
-        for m, w in used:
-            out += w * _unit_rows(m.score_batch(prefixes), bool(getattr(m, "scores_are_logits", False)))
+        if not prefixes:
+            return np.empty((0, self.n_items_ + 1), dtype=np.float32)
+        out = self._mix(self._units(prefixes, self.weights_), self.weights_)
         out[:, 0] = -np.inf
         return out.astype(np.float32)

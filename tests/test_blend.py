@@ -80,3 +80,13 @@ def test_errors_name_what_was_expected():
     other = make_recommender("pop").fit(sessions, n_items=7)
     with pytest.raises(DataError, match="fitted on 7 items, the blend on 3"):
         Blend([other, make_recommender("markov")], weights=[1, 1]).fit(sessions, 3)
+
+
+def test_a_validation_split_without_predictions_and_an_array_of_sessions():
+    sessions = [np.array([1, 2, 3])] * 4
+    models = [make_recommender("pop"), make_recommender("markov")]
+    with pytest.raises(ValueError, match="hold no prediction"):
+        Blend(models).fit(sessions, 3, valid=[np.array([2])])  # a short log: one-item sessions only
+    valid = np.empty(2, dtype=object)
+    valid[:] = [np.array([1, 2]), np.array([2, 3])]
+    assert Blend(models).fit(sessions, 3, valid=valid).weights_ in weight_grid(2, 0.1)
