@@ -17,17 +17,26 @@ and divided by its maximum, so each model's best item scores 1 and its worst 0.
 from __future__ import annotations
 
 import itertools
+import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from item2vec._io import atomic_dir, read_meta, write_meta
 from item2vec.base import Recommender, Sessions, check_k, mask_last
+from item2vec.data.vocab import ItemVocab
 from item2vec.evaluation import make_prefixes, metrics_from_ranks, topk_ranks
-from item2vec.exceptions import DataError, NotFittedError
+from item2vec.exceptions import CorruptModelError, DataError, NotFittedError
 from item2vec.index import topk
 
-__all__ = ["Blend", "weight_grid"]
+__all__ = ["KIND", "Blend", "load_blend", "weight_grid"]
+
+#: ``kind`` in a saved blend's ``meta.json``.
+KIND = "item2vec.Blend"
+FORMAT_VERSION = 1
 
 
 def weight_grid(n_models: int, step: float) -> list[tuple[float, ...]]:
@@ -80,6 +89,12 @@ class Blend(Recommender):
         Validation predictions used to choose (a seeded sample; None: all).
     random_state : int
         Seed of that sample.
+    vocab : ItemVocab, optional
+        The external ids of indices ``1..n_items`` (serving: a blend behind
+        :class:`~item2vec.serving.ServedModel`); fitting and scoring never read it.
+
+    A blend whose models all save (the baselines, the BiLSTM) saves too
+    (:meth:`save`; :func:`item2vec.recommenders.load_recommender` reads it back).
 
     Attributes
     ----------
@@ -99,6 +114,7 @@ class Blend(Recommender):
         k: int = 20,
         max_valid: int | None = 20_000,
         random_state: int = 0,
+        vocab: ItemVocab | None = None,
     ) -> None:
         models = list(models)
         if len(models) < 2 or not all(isinstance(m, Recommender) for m in models):
@@ -114,11 +130,47 @@ class Blend(Recommender):
         self.k = check_k(k)
         self.max_valid = max_valid
         self.random_state = random_state
+        if vocab is not None and not isinstance(vocab, ItemVocab):
+            raise TypeError(f"Blend: vocab must be an ItemVocab, got {type(vocab).__name__}")
+        self.vocab = vocab
 
     def get_params(self) -> dict[str, Any]:
         params = super().get_params()
         params["models"] = [m.name for m in self.models]
+        params.pop("vocab")
         return params
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the fitted blend to directory ``path`` atomically.
+
+        ``meta.json`` (the weights in use, the constructor's parameters, the validation
+        table), ``model-0/``, ``model-1/`` ... (each model's own ``save``) and, when
+        :attr:`vocab` is set, ``vocab.json``.
+
+        Raises
+        ------
+        NotFittedError
+            When the blend is not fitted.
+        TypeError
+            When one of its models cannot be saved (it has no ``save``); nothing is written.
+        """
+        if not hasattr(self, "weights_"):
+            raise NotFittedError("blend is not fitted yet; call fit(sessions, valid=...) before save")
+        unsaved = [m.name for m in self.models if not callable(getattr(m, "save", None))]
+        if unsaved:
+            raise TypeError(f"Blend.save: {unsaved} cannot be saved (no save()); "
+                            "a blend saves when every model in it does (the baselines, the BiLSTM)")
+        params = {k: v for k, v in self.get_params().items() if k != "models"}
+        with atomic_dir(path, marker="meta.json") as tmp:
+            for i, m in enumerate(self.models):
+                m.save(tmp / f"model-{i}")  # type: ignore[attr-defined]
+            if self.vocab is not None:
+                (tmp / "vocab.json").write_text(json.dumps(self.vocab.to_list()))
+            write_meta(tmp / "meta.json", KIND, FORMAT_VERSION, models=[m.name for m in self.models],
+                       params=params, weights_=list(self.weights_), n_items=int(self.n_items_),
+                       repeats_dropped=bool(self.repeats_dropped_),
+                       valid_table=[{**row, "weights": list(row["weights"])} for row in self.valid_table_])
+        return Path(path)
 
     def fit(
         self,
@@ -206,3 +258,40 @@ class Blend(Recommender):
         out = self._mix(self._units(prefixes, self.weights_), self.weights_)
         out[:, 0] = -np.inf
         return out.astype(np.float32)
+
+
+def load_blend(path: str | os.PathLike[str], device: str | None = "cpu") -> Blend:
+    """A fitted blend from a directory written by :meth:`Blend.save` (its models through
+    :func:`item2vec.recommenders.load_recommender`).
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` holds no ``meta.json``.
+    FormatVersionError
+        When the directory holds another kind or format version.
+    CorruptModelError
+        When a model in it disagrees with the blend on the catalogue size or the weights on the model count.
+    """
+    from item2vec.recommenders import load_recommender
+
+    p = Path(path)
+    if not (p / "meta.json").exists():
+        raise FileNotFoundError(f"{str(p)!r} is not a saved blend directory (no meta.json)")
+    meta = read_meta(p / "meta.json", KIND, (FORMAT_VERSION,), what="saved blend")
+    n = len(meta["models"])
+    if len(meta["weights_"]) != n:
+        raise CorruptModelError(f"{p / 'meta.json'}: {len(meta['weights_'])} weights for {n} models")
+    models = [load_recommender(p / f"model-{i}", device=device) for i in range(n)]
+    for i, m in enumerate(models):
+        if m.n_items_ != meta["n_items"]:
+            raise CorruptModelError(f"{p / f'model-{i}'}: {m.name} has {m.n_items_} items, "
+                                    f"the blend {meta['n_items']}")
+    vocab = ItemVocab.from_list(json.loads((p / "vocab.json").read_text())) if (p / "vocab.json").exists() else None
+    blend = Blend(models, vocab=vocab, **meta["params"])
+    blend.n_items_ = int(meta["n_items"])
+    blend.repeats_dropped_ = bool(meta["repeats_dropped"])
+    blend.popularity_ = models[0].popularity_
+    blend.weights_ = tuple(float(w) for w in meta["weights_"])
+    blend.valid_table_ = [{**row, "weights": tuple(row["weights"])} for row in meta["valid_table"]]
+    return blend

@@ -183,11 +183,12 @@ def fitted_models(
 
 
 def load_recommender(path: str | os.PathLike[str], device: str | None = "cpu") -> Recommender:
-    """A saved servable recommender, whatever its kind: the BiLSTM or a baseline (pop, markov, sknn, implicit).
+    """A saved servable recommender, whatever its kind: the BiLSTM, a baseline (pop, markov, sknn, implicit) or a blend.
 
     Dispatches on the ``kind`` in the directory's ``meta.json``:
     :func:`item2vec.nextitem.load_next_model` for a BiLSTM checkpoint,
-    :func:`item2vec.baselines.load_baseline` for a baseline.
+    :func:`item2vec.baselines.load_baseline` for a baseline,
+    :func:`item2vec.blend.load_blend` for a :class:`~item2vec.blend.Blend`.
 
     Parameters
     ----------
@@ -220,6 +221,10 @@ def load_recommender(path: str | os.PathLike[str], device: str | None = "cpu") -
         from item2vec.nextitem import load_next_model
 
         return load_next_model(p, device=device)
+    from item2vec import blend
+
+    if kind == blend.KIND:
+        return blend.load_blend(p, device=device)
     raise FormatVersionError(
-        f"{p}: saved model kind {kind!r}; expected 'item2vec.NextItemRecommender' or {baselines.KIND!r}"
+        f"{p}: saved model kind {kind!r}; expected 'item2vec.NextItemRecommender', {baselines.KIND!r} or {blend.KIND!r}"
     )

@@ -90,3 +90,45 @@ def test_a_validation_split_without_predictions_and_an_array_of_sessions():
     valid = np.empty(2, dtype=object)
     valid[:] = [np.array([1, 2]), np.array([2, 3])]
     assert Blend(models).fit(sessions, 3, valid=valid).weights_ in weight_grid(2, 0.1)
+
+
+def test_a_blend_with_a_bilstm_saves_loads_and_serves(tmp_path):
+    from item2vec.data import ItemVocab
+    from item2vec.embeddings import Item2Vec
+    from item2vec.nextitem import NextItemRecommender
+    from item2vec.recommenders import load_recommender
+    from item2vec.serving import ServedModel
+
+    rng = np.random.default_rng(0)
+    # integer external ids, as a shop's log has them: 101..130 for indices 1..30
+    vocab = ItemVocab.from_list([101 + i for i in range(30)])
+    sessions = [rng.integers(1, 31, size=int(rng.integers(2, 6))) for _ in range(200)]
+    valid = [rng.integers(1, 31, size=3) for _ in range(30)]
+    emb = Item2Vec(vector_size=8, epochs=2, workers=1, random_state=0).fit([vocab.lookup(s).tolist() for s in sessions])
+    lstm = NextItemRecommender(embeddings=emb.embeddings_, vocab=vocab, embedding_dim=8, hidden_size=8, epochs=1,
+                               num_threads=1, show_progress=False)
+    blend = Blend([lstm, make_recommender("sknn"), make_recommender("markov")], step=0.5, vocab=vocab)
+    blend.fit(sessions, 30, repeats_dropped=True, valid=valid)
+    loaded = load_recommender(blend.save(tmp_path / "blend"))
+    assert isinstance(loaded, Blend) and [m.name for m in loaded.models] == [m.name for m in blend.models]
+    assert loaded.weights_ == blend.weights_ and loaded.valid_table_ == blend.valid_table_
+    assert loaded.vocab.to_list() == vocab.to_list() and loaded.repeats_dropped_ is True
+    np.testing.assert_allclose(loaded.score_batch(valid), blend.score_batch(valid), rtol=1e-5, atol=1e-6)
+    # behind the served model, in external ids, through a save and load of the whole of it
+    served = ServedModel.load(ServedModel(emb.embeddings_, blend).save(tmp_path / "served"))
+    assert isinstance(served.next_model, Blend)
+    (row,) = served.predict_records({"session": [[101, 102, 999]]}, k=5)
+    want = vocab.lookup(blend.recommend(np.array([1, 2]), k=5)[0]).tolist()
+    assert row["item_ids"] == want and row["n_ignored"] == 1
+
+
+def test_a_blend_saves_only_when_it_is_fitted_and_every_model_saves(tmp_path):
+    from item2vec.exceptions import NotFittedError
+
+    sessions = [np.array([1, 2, 3])] * 4
+    with pytest.raises(NotFittedError, match="not fitted"):
+        Blend([make_recommender("pop"), make_recommender("markov")], weights=[1, 1]).save(tmp_path / "a")
+    fixed = Blend([_Fixed([0, 1.0, 0.5, 0.2]), make_recommender("markov")], weights=[1, 1]).fit(sessions, 3)
+    with pytest.raises(TypeError, match=r"\['fixed'\] cannot be saved"):
+        fixed.save(tmp_path / "b")
+    assert not (tmp_path / "b").exists()
