@@ -12,8 +12,9 @@ models scored on the same new test data. Otherwise the new version gets the
 alias ``challenger``.
 
 What serves ``recommend()``: the job scores its candidates (the BiLSTM,
-item2vec's last-item neighbours, and the servable baselines it trains: pop,
-markov, sknn, implicit) on the validation days with the gating metric and
+item2vec's last-item neighbours, the servable baselines it trains: pop,
+markov, sknn, implicit, and the BiLSTM blended with sknn and markov,
+:class:`~item2vec.blend.Blend`) on the validation days with the gating metric and
 serves the best one through the same pyfunc (``similar_items`` stays item2vec);
 the report's ``served_model``, the version's tags and ``item2vec history`` say
 which. Without a validation split it serves the BiLSTM (else item2vec) and says so.
@@ -74,8 +75,11 @@ log = logging.getLogger(__name__)
 
 STEPS = ("read", "prepare", "champion", "item2vec", "bilstm", "evaluate", "log-model", "register", "promote")
 
-#: Models that can serve ``recommend()``: the BiLSTM, item2vec (last item's neighbours) and the saveable baselines.
-SERVABLE = ("bilstm", "item2vec", "pop", "markov", "sknn", "implicit", "implicit-als")
+#: Models that can serve ``recommend()``: the BiLSTM, item2vec (last item's neighbours), the saveable baselines
+#: and ``blend`` (the BiLSTM blended with the baselines of ``RetrainConfig.blend``).
+SERVABLE = ("bilstm", "item2vec", "pop", "markov", "sknn", "implicit", "implicit-als", "blend")
+#: The baselines a blend can hold (they save; item2vec's neighbours are served from the vectors, not saved as a model).
+BLENDABLE = ("pop", "markov", "sknn", "implicit", "implicit-als")
 
 
 class RetrainError(Item2VecError, RuntimeError):
@@ -194,9 +198,15 @@ class RetrainConfig(DictConfig):
         Extra models evaluated (``pop``, ``markov``, ``sknn`` ...); the servable ones are serving candidates.
     serve : str or list of str
         ``"auto"``: the candidates for serving ``recommend()`` are the BiLSTM (when
-        trained), ``item2vec`` and the servable ``baselines``; or a list of
-        names from :data:`SERVABLE` (a baseline listed here is trained too).
-        The best on the validation days (gating metric) is served.
+        trained), ``item2vec``, the servable ``baselines`` and ``blend`` (when the
+        BiLSTM is trained and ``blend`` lists models); or a list of names from
+        :data:`SERVABLE` (a baseline listed here is trained too). The best on the
+        validation days (gating metric) is served; ties go to the earlier name.
+    blend : list of str
+        Baselines (from :data:`BLENDABLE`) blended with the BiLSTM into the candidate
+        ``blend`` (:class:`~item2vec.blend.Blend`): weights from a 0.1 grid chosen by
+        MRR at the gating cut-off on the validation days, the BiLSTM alone among
+        them, so on those days the blend is never behind the BiLSTM. ``[]``: no blend.
     k : int
         Cut-off of the reported metrics.
     gating_metric : str
@@ -244,6 +254,7 @@ class RetrainConfig(DictConfig):
     use_bilstm: bool = True
     baselines: list[str] = field(default_factory=lambda: ["pop", "markov"])
     serve: str | list[str] = "auto"
+    blend: list[str] = field(default_factory=lambda: ["sknn", "markov"])
     k: int = 20
     gating_metric: str = "mrr@20"
     min_improvement: float = 0.0
@@ -273,6 +284,10 @@ class RetrainConfig(DictConfig):
         self.gating_k  # noqa: B018 - validates the metric name
         if self.k <= 0 or self.stability_k <= 0:
             raise ValueError(f"k and stability_k must be positive, got {self.k}, {self.stability_k}")
+        bad = [n for n in self.blend if n not in BLENDABLE] if isinstance(self.blend, list) else self.blend
+        if bad or (isinstance(self.blend, list) and len(set(self.blend)) != len(self.blend)):
+            raise ValueError(f"blend must be a list of distinct names from {list(BLENDABLE)} ([] for no blend), "
+                             f"got {self.blend!r}")
         self.candidates  # noqa: B018 - validates serve
         if self.engine not in ("polars", "spark"):
             raise ValueError(f"engine must be 'polars' or 'spark', got {self.engine!r}")
@@ -290,13 +305,17 @@ class RetrainConfig(DictConfig):
         """The models that may serve ``recommend()``, in order of preference on ties."""
         if self.serve == "auto":
             return (["bilstm"] if self.use_bilstm else []) + ["item2vec"] + \
-                [b for b in self.baselines if b in SERVABLE and b not in ("bilstm", "item2vec")]
+                [b for b in self.baselines if b in SERVABLE and b not in ("bilstm", "item2vec", "blend")] + \
+                (["blend"] if self.use_bilstm and self.blend else [])
         names = [self.serve] if isinstance(self.serve, str) else list(self.serve)
         bad = [n for n in names if n not in SERVABLE]
         if not names or bad:
             raise ValueError(f"serve must be 'auto' or a list of some of {list(SERVABLE)}, got {self.serve!r}")
-        if "bilstm" in names and not self.use_bilstm:
-            raise ValueError("serve lists 'bilstm' but use_bilstm is false")
+        for needs in ("bilstm", "blend"):
+            if needs in names and not self.use_bilstm:
+                raise ValueError(f"serve lists {needs!r} but use_bilstm is false")
+        if "blend" in names and not self.blend:
+            raise ValueError("serve lists 'blend' but blend is empty; name the baselines to blend, e.g. blend = ['sknn', 'markov']")
         return list(dict.fromkeys(names))
 
     @property
@@ -491,6 +510,8 @@ class RetrainReport:
         Metrics of every serving candidate on the validation days.
     served_choice : str or None
         How the served model was chosen.
+    blend_weights : dict or None
+        The candidate ``blend``'s weight per model (chosen on the validation days), when it was built.
     metrics : dict or None
         Test metrics of every model, the served ``challenger`` and the ``champion`` included.
     stability : dict or None
@@ -532,6 +553,7 @@ class RetrainReport:
     served_model: str | None = None
     validation: dict[str, dict[str, Any]] | None = None
     served_choice: str | None = None
+    blend_weights: dict[str, float] | None = None
     metrics: dict[str, dict[str, Any]] | None = None
     stability: dict[str, Any] | None = None
     gating: dict[str, Any] | None = None
@@ -544,7 +566,7 @@ class RetrainReport:
 
     #: Left out of the JSON report until a step sets them.
     _UNTIL_SET = frozenset({"reaped", "dataset", "champion_version", "warm_started", "served_model", "validation",
-                            "served_choice", "metrics", "gating", "model_uri", "error", "seconds", "step_seconds",
+                            "served_choice", "blend_weights", "metrics", "gating", "model_uri", "error", "seconds", "step_seconds",
                             "engine", "tuning"})
 
     def to_dict(self) -> dict[str, Any]:
@@ -571,6 +593,9 @@ def format_report(report: RetrainReport) -> str:
     if report.served_model:
         lines.append(f"  serves recommend(): {report.served_model} ({report.served_choice or ''}); "
                      "similar_items: item2vec")
+    if report.blend_weights:
+        lines.append("  blend weights (chosen on validation): "
+                     + ", ".join(f"{n} {w:.1f}" for n, w in report.blend_weights.items()))
     if report.engine and report.engine.get("name") == "spark":
         lines.append(f"  engine: spark ({report.engine.get('spark_master')})"
                      + (f"; {report.engine['warm_start']}" if report.engine.get("warm_start") else ""))
@@ -1086,8 +1111,9 @@ def _fit_candidates(job: _Job) -> dict[str, Any]:
     from item2vec.recommenders import fitted_models
 
     cfg, data = job.cfg, job.data
-    names = [n for n in dict.fromkeys([*cfg.baselines, *[c for c in cfg.candidates if c != "bilstm"]])
-             if n != "item2vec"]
+    blend = cfg.blend if "blend" in cfg.candidates else []
+    names = [n for n in dict.fromkeys([*cfg.baselines, *[c for c in cfg.candidates if c not in ("bilstm", "blend")],
+                                       *blend]) if n != "item2vec"]
     servable: dict[str, Any] = {}
     with _torch_threads(cfg.bilstm.train_config.num_threads):
         for name, model, seconds in fitted_models(data, [*names, "item2vec"], embeddings=job.emb):
@@ -1098,7 +1124,26 @@ def _fit_candidates(job: _Job) -> dict[str, Any]:
         if job.next_model is not None:
             servable["bilstm"] = job.next_model
             _score(job, "bilstm", job.next_model, job.next_model.train_result_.seconds)
+            if blend:
+                _blend(job, servable, blend)
     return servable
+
+
+def _blend(job: _Job, servable: dict[str, Any], members: list[str]) -> None:
+    """The candidate ``blend``: the BiLSTM and ``members``, weights chosen on the validation days."""
+    from item2vec.blend import Blend
+
+    cfg, data = job.cfg, job.data
+    t0 = time.perf_counter()
+    try:
+        model = Blend([job.next_model, *[servable[n] for n in members]], k=cfg.gating_k)
+        model.fit(data.train, data.n_items, repeats_dropped=data.repeats_dropped, valid=data.valid)
+    except ValueError as e:  # no validation predictions to choose the weights on
+        log.warning("retrain: no blend candidate: %s", e)
+        return
+    servable["blend"] = model
+    job.report.blend_weights = dict(zip(["bilstm", *members], model.weights_, strict=True))
+    _score(job, "blend", model, time.perf_counter() - t0)
 
 
 def _serve(job: _Job, servable: dict[str, Any]) -> Any:
@@ -1109,7 +1154,7 @@ def _serve(job: _Job, servable: dict[str, Any]) -> Any:
 
     cfg, data, report = job.cfg, job.data, job.report
     with _torch_threads(cfg.bilstm.train_config.num_threads):
-        name, validation, choice = _choose_served(cfg.candidates, servable, data.valid,
+        name, validation, choice = _choose_served([c for c in cfg.candidates if c in servable], servable, data.valid,
                                                   lambda m, p: _measure(m, p, cfg), cfg.gating_metric)
     report.served_model, report.validation, report.served_choice = name, validation, choice
     mlflow.set_tag("served_model", name)

@@ -101,7 +101,7 @@ def test_a_better_challenger_is_promoted(history, store):
     assert g["champion_version"] == 1 and g["challenger"] > g["champion"]
     assert "beats the champion (v1)" in r.reason
     assert r.warm_started is True
-    assert r.served_model in {"bilstm", "item2vec", "pop"}
+    assert r.served_model in {"bilstm", "item2vec", "pop", "blend"}
     assert r.metrics["challenger"]["mrr@20"] == pytest.approx(r.metrics[r.served_model]["mrr@20"])
     # both scored on the same predictions
     assert r.metrics["champion"]["n_predictions"] == r.metrics["challenger"]["n_predictions"]
@@ -404,12 +404,45 @@ def test_without_a_validation_split_the_job_says_what_it_serves(daily, tmp_path,
 
 def test_serve_option_is_checked():
     assert RetrainConfig(use_bilstm=True, baselines=["pop", "markov", "item2vec-mean"]).candidates == \
-        ["bilstm", "item2vec", "pop", "markov"]
+        ["bilstm", "item2vec", "pop", "markov", "blend"]
+    assert RetrainConfig(use_bilstm=False).candidates == ["item2vec", "pop", "markov"]
+    assert RetrainConfig(blend=[]).candidates == ["bilstm", "item2vec", "pop", "markov"]
     assert RetrainConfig(serve=["markov", "sknn"]).candidates == ["markov", "sknn"]
     with pytest.raises(ValueError, match="serve must be"):
         RetrainConfig(serve=["item2vec-mean"])
     with pytest.raises(ValueError, match="use_bilstm is false"):
         RetrainConfig(serve=["bilstm"], use_bilstm=False)
+    with pytest.raises(ValueError, match="'blend' but use_bilstm is false"):
+        RetrainConfig(serve=["blend"], use_bilstm=False)
+    with pytest.raises(ValueError, match="blend is empty"):
+        RetrainConfig(serve=["blend"], blend=[])
+    with pytest.raises(ValueError, match=r"blend must be a list of distinct names from \['pop'"):
+        RetrainConfig(blend=["item2vec"])
+
+
+def test_a_blend_of_the_bilstm_and_baselines_serves_from_the_registry(daily, tmp_path):
+    """serve = ["blend", "bilstm"]: the blend holds the BiLSTM alone on its grid, so it is never behind it on
+    validation and serves; the champion loaded from the registry is that blend, answering in external ids."""
+    import item2vec
+    from item2vec.blend import Blend
+
+    folder, days = daily
+    store = f"sqlite:///{tmp_path}/m.db"
+    cfg = RetrainConfig.from_dict({**GOOD, "serve": ["blend", "bilstm"], "blend": ["markov"], "warm_start": False})
+    r = run_retrain(folder, cfg, end=days[20], tracking_uri=store)
+    assert set(r.validation) == {"blend", "bilstm"} and r.served_model == "blend"
+    assert r.validation["blend"]["mrr@20"] >= r.validation["bilstm"]["mrr@20"]
+    assert set(r.blend_weights) == {"bilstm", "markov"} and sum(r.blend_weights.values()) == pytest.approx(1.0)
+    assert r.metrics["challenger"]["mrr@20"] == pytest.approx(r.metrics["blend"]["mrr@20"])
+    assert "blend weights (chosen on validation): bilstm" in format_report(r)
+    champ = item2vec.load(f"models:/{NAME}@champion", tracking_uri=store)
+    assert isinstance(champ.next_model, Blend) and champ.info["served_model"] == "blend"
+    assert [m.name for m in champ.next_model.models] == ["bilstm", "markov"]
+    assert tuple(r.blend_weights.values()) == champ.next_model.weights_
+    session = champ.next_model.vocab.ids[:3].tolist()
+    ids, _ = champ.recommend(session, k=5)
+    idx, _ = champ.next_model.recommend(champ.next_model.vocab.indices(session), 5)
+    assert ids.tolist() == champ.next_model.vocab.lookup(idx).tolist()
 
 
 def test_the_candidates_come_from_the_one_registry(daily, tmp_path, monkeypatch):
