@@ -88,6 +88,12 @@ def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     k = min(k, n)
     if k <= 0:
         return np.empty((scores.shape[0], 0), np.int64), np.empty((scores.shape[0], 0), scores.dtype)
+    if k < n and scores.shape[0] == 1:  # one row (a served request): the same selection on a 1-D view,
+        row = scores[0]                 # without take_along_axis's index building (~12 us of ~35)
+        part1 = np.argpartition(row, n - k)[n - k :]
+        vals1 = row[part1]
+        order1 = np.lexsort((part1, -vals1))
+        return part1[order1][None, :], vals1[order1][None, :]
     if k < n:
         # partition at n - k: the last k columns hold the largest values (no negated copy)
         part = np.argpartition(scores, n - k, axis=1)[:, n - k :]

@@ -58,6 +58,18 @@ def test_topk_matches_full_sort_and_breaks_ties_by_index():
         assert np.allclose(s[row, i], s[row, ref])
 
 
+def test_topk_of_one_row_is_that_row_of_a_batch():
+    """One row (a served request) takes a 1-D path: the same items, scores and tie order as inside a batch."""
+    rng = np.random.default_rng(1)
+    s = rng.integers(0, 4, size=(6, 40)).astype(np.float32)
+    s[2, :5] = -np.inf
+    idx, vals = topk(s, 7)
+    for row in range(len(s)):
+        one_idx, one_vals = topk(s[row:row + 1], 7)
+        assert one_idx.shape == (1, 7) and one_idx.tolist() == [idx[row].tolist()]
+        assert one_vals.tolist() == [vals[row].tolist()]
+
+
 def test_topk_k_larger_than_columns():
     s = np.array([[0.1, 0.3, 0.2]], dtype=np.float32)
     idx, vals = topk(s, 10)
