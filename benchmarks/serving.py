@@ -13,10 +13,16 @@ of its last known item. Printed, side by side in one run:
 - items/s of one request of 1,000 items and of 1,000 sessions (one batched call each)
   against 1,000 one-row requests.
 
+In process, each request is timed without and then with the neighbour cache
+(``ItemEmbeddings.cache_neighbours``: every item's top 50 kept, so an item request is a
+table lookup), which the served pyfunc builds at load for catalogues up to 20,000 items.
+
 Three logged models (:func:`_logged`): the model as ``item2vec.registry.log_model`` logs
-it; the same with its request columns declared in the signature (as before issue #15's
-change: MLflow then checks and rebuilds every request's DataFrame); an identity pyfunc
-(it returns its input: MLflow's own floor) with the same params schema.
+it (served: with the neighbour cache); the same with the cache turned off in its model
+config (``neighbour_cache = 0``), so the cache's share is measured side by side; an
+identity pyfunc (it returns its input: MLflow's own floor) with the same params schema.
+(Round 2 of issue #15 served the model with its request columns declared in place of the
+second; ``git archive a1ccfe1`` has that benchmark.)
 
 ``--profile``: the server side of one HTTP request without the network: MLflow's
 ``scoring_server.invocations`` (JSON in, the pyfunc, JSON out) in this process, for
@@ -108,7 +114,7 @@ def in_process(model: ServedModel, repeats: int = 2000, k: int = 10, n_batch: in
     """Latency of one request and throughput of a batch request, in this process; print and return the tables."""
     one, session = _requests(model)
     item_req, session_req = pd.DataFrame({"item_id": [one]}), pd.DataFrame({"session": [session]})
-    lat = Table("In-process latency of one request", ["what", "p50 ms", "p99 ms"])
+    lat = Table("In-process latency of one request", ["what", "neighbour cache", "p50 ms", "p99 ms"])
     cases: list[tuple[str, Callable[[], Any]]] = [
         ("similar_items (the search alone)", lambda: model.embeddings.similar_items(one, k=k))]
     if hasattr(model, "predict_records"):  # not in older checkouts
@@ -116,8 +122,14 @@ def in_process(model: ServedModel, repeats: int = 2000, k: int = 10, n_batch: in
                   ("predict_records, one session", lambda: model.predict_records(session_req, k=k))]
     cases += [("predict_frame, one item", lambda: model.predict_frame(item_req, k=k)),
               ("predict_frame, one session", lambda: model.predict_frame(session_req, k=k))]
-    for name, fn in cases:
-        lat.add(name, *percentiles_ms(_times(fn, repeats)))
+    emb = model.embeddings
+    for cached in ((False, True) if hasattr(emb, "cache_neighbours") else (False,)):  # not in older checkouts
+        if cached:
+            emb.cache_neighbours(50)
+        for name, fn in cases:
+            lat.add(name, "yes" if cached else "no", *percentiles_ms(_times(fn, repeats)))
+    if hasattr(emb, "cache_neighbours"):
+        emb.cache_neighbours(0)
     lat.print()
 
     rng = np.random.default_rng(1)
@@ -144,43 +156,39 @@ def _bodies(model: ServedModel, k: int) -> dict[str, bytes]:
 
 
 #: The served models of the profile and the HTTP run, by name.
-IDENTITY, MODEL, DECLARED = "identity", "item2vec", "item2vec, inputs declared"
+IDENTITY, MODEL, NOCACHE = "identity", "item2vec", "item2vec, no neighbour cache"
 
 
 @contextlib.contextmanager
 def _logged(model: ServedModel) -> Iterator[tuple[str, dict[str, str]]]:
     """(store, {name: model uri}), all logged to a temporary SQLite store.
 
-    :data:`MODEL` is ``model`` as :func:`item2vec.registry.log_model` logs it (no input
-    schema); :data:`DECLARED` the same artifacts logged with its request columns declared
-    in the signature (``item_id``, ``session``: optional, untyped), as before issue #15's
-    change, so that the cost of MLflow's input-schema check is measured side by side;
-    :data:`IDENTITY` a pyfunc that returns its input, with the same params schema (without
-    one, MLflow logs a warning for every request that passes ``k``, slowing the floor).
+    :data:`MODEL` is ``model`` as :func:`item2vec.registry.log_model` logs it (at load
+    the pyfunc caches every item's neighbours); :data:`NOCACHE` the same artifacts and
+    signature with the cache off in the model config; :data:`IDENTITY` a pyfunc that
+    returns its input, with the same params schema (without one, MLflow logs a warning for
+    every request that passes ``k``, slowing the floor).
     """
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import AnyType, ColSpec, Schema
 
     from item2vec.registry import ARTIFACT, MODEL_CODE, _signature, log_model
     from item2vec.tracking import start_run
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     signature, example = _signature(model)
-    declared = ModelSignature(inputs=Schema([ColSpec(AnyType(), "item_id", required=False),
-                                             ColSpec(AnyType(), "session", required=False)]),
-                              outputs=signature.outputs, params=signature.params)
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         store = f"sqlite:///{tmp}/mlflow.db"
-        progress("logging the model (with and without declared inputs) and the identity pyfunc")
+        progress("logging the model (with and without the neighbour cache) and the identity pyfunc")
         with start_run("bench", experiment="bench-serving", tracking_uri=store):
             uris = {IDENTITY: mlflow.pyfunc.log_model(
                 name="identity", python_model=Identity(),
                 signature=ModelSignature(inputs=None, outputs=None, params=signature.params)).model_uri,
                 MODEL: log_model(model).model_uri}
-            path = model.save(Path(tmp) / ARTIFACT)
-            uris[DECLARED] = mlflow.pyfunc.log_model(
-                name="declared", python_model=str(MODEL_CODE), artifacts={ARTIFACT: str(path)},
-                signature=declared, input_example=example).model_uri
+        path = model.save(Path(tmp) / ARTIFACT)
+        with start_run("bench-nocache", experiment="bench-serving", tracking_uri=store):  # its own model config
+            uris[NOCACHE] = mlflow.pyfunc.log_model(
+                name="nocache", python_model=str(MODEL_CODE), artifacts={ARTIFACT: str(path)},
+                signature=signature, input_example=example, model_config={"neighbour_cache": 0}).model_uri
         yield store, uris
 
 

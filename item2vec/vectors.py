@@ -75,6 +75,7 @@ class ItemEmbeddings:
         self._index_params: dict[str, Any] = {}
         self._index: ExactIndex | HNSWIndex | None = None
         self._unit: np.ndarray | None = None
+        self._neighbour_cache: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def from_vectors(
@@ -177,6 +178,50 @@ class ItemEmbeddings:
         self._index_kind, self._index_params = kind, dict(params)
         return self
 
+    def cache_neighbours(self, k: int = 50) -> ItemEmbeddings:
+        """Keep every item's ``k`` nearest items in memory (exact cosine, computed now); ``k=0`` drops them.
+
+        :meth:`similar_items` then answers a query of at most ``k`` neighbours
+        without ``filter_items`` by a table lookup instead of a search: the latency
+        path of a served model (``mlflow models serve`` does this at load for
+        catalogues up to :data:`item2vec.registry.NEIGHBOUR_CACHE_MAX_ITEMS` items).
+        The answers are those of the exact search (with an approximate index too);
+        other queries still go to :attr:`index`. Costs ``n x k`` (int64 + float32) of
+        memory and one exact all-items search: ~0.5 s at 3,400 items, ~7 s at 20,000
+        (64-d, one core).
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            If ``k`` is negative.
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+            raise ValueError(f"k must be an integer >= 0, got {k!r}")
+        kk = min(int(k), len(self) - 1)
+        if kk <= 0:
+            self._neighbour_cache = None
+            return self
+        exact = self.index if self.index.kind == "exact" else ExactIndex(self.unit)
+        self._neighbour_cache = exact.neighbours(np.arange(len(self)), kk)
+        return self
+
+    @property
+    def neighbour_cache_k(self) -> int:
+        """How many neighbours per item :meth:`cache_neighbours` keeps (0: none)."""
+        cache = getattr(self, "_neighbour_cache", None)
+        return 0 if cache is None else int(cache[0].shape[1])
+
+    def _neighbours(self, rows: np.ndarray, k: int, exclude_all: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The index's ``neighbours``, or the cached table's first ``k`` columns when they answer it."""
+        cache = getattr(self, "_neighbour_cache", None)
+        if cache is not None and k <= cache[0].shape[1] and (exclude_all is None or not len(exclude_all)):
+            return cache[0][rows, :k], cache[1][rows, :k]
+        return self.index.neighbours(rows, k, exclude_all=exclude_all)
+
     # -- queries ---------------------------------------------------------------
     def similar_items(
         self,
@@ -240,7 +285,7 @@ class ItemEmbeddings:
         ids_all = self.vocab.ids
         if single:  # the latency path: one dict lookup, one index query
             row = self.vocab.index(items) - 1
-            found, sc = self.index.neighbours(np.array([row]), k_eff, exclude_all=exclude_all)
+            found, sc = self._neighbours(np.array([row]), k_eff, exclude_all)
             found, sc = found[0], sc[0]
             if len(sc) and not np.isfinite(sc[-1]):  # filters left fewer than k: -inf places sort last
                 valid = np.isfinite(sc)
@@ -249,7 +294,7 @@ class ItemEmbeddings:
         queries = list(items)
         rows = self.vocab.indices(queries, missing=missing if missing == "raise" else "pad") - 1
         known = rows >= 0
-        found_rows, scores = self.index.neighbours(rows[known], k_eff, exclude_all=exclude_all)
+        found_rows, scores = self._neighbours(rows[known], k_eff, exclude_all)
         out_ids, out_scores = self._padded(found_rows, scores)
         # unknown queries (missing="ignore") get rows of sentinel ids and NaN scores
         if not known.all():

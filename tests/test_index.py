@@ -414,3 +414,37 @@ def test_ann_filters_with_one_over_fetch_and_exact_rows_where_the_graph_falls_sh
                                                       np.zeros((len(q), fetch), np.float32)))
     rows, scores = idx.neighbours(np.arange(3), 10, exclude_all=banned)
     np.testing.assert_array_equal(rows, ExactIndex(x).neighbours(np.arange(3), 10, exclude_all=banned)[0])
+
+
+def test_cached_neighbours_answer_as_the_exact_search_without_searching(monkeypatch):
+    """cache_neighbours: a query of <= K neighbours without a filter is a table lookup with the exact search's answer;
+    more neighbours, or a filter, search as before; k=0 drops the table."""
+    rng = np.random.default_rng(3)
+    ids = np.arange(500, 800)
+    emb = ItemEmbeddings(ids, rng.standard_normal((300, 16)).astype(np.float32)).use_index("exact")
+    want1 = emb.similar_items(ids[4], k=10)
+    want = emb.similar_items(ids[:7].tolist() + [-5], k=20, missing="ignore")
+    assert emb.cache_neighbours(20) is emb and emb.neighbour_cache_k == 20
+
+    def no_search(*a, **kw):
+        raise AssertionError("searched although the cache answers")
+
+    with monkeypatch.context() as m:
+        m.setattr(emb.index, "neighbours", no_search)
+        got1 = emb.similar_items(ids[4], k=10)
+        got = emb.similar_items(ids[:7].tolist() + [-5], k=20, missing="ignore")
+        assert emb.similar_items(ids[4], k=5, filter_items=[-1])[0].tolist() == want1[0][:5].tolist()  # unknown filter
+    np.testing.assert_array_equal(got1[0], want1[0])
+    np.testing.assert_allclose(got1[1], want1[1], rtol=1e-6)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-6)  # the unknown query's row: NaN both ways
+    # beyond the table, or filtered: the index answers
+    assert emb.similar_items(ids[4], k=30)[0][:10].tolist() == want1[0].tolist()
+    assert want1[0][0] not in emb.similar_items(ids[4], k=10, filter_items=[want1[0][0]])[0]
+    assert emb.cache_neighbours(0).neighbour_cache_k == 0
+    with pytest.raises(ValueError, match=r"k must be an integer >= 0, got -1"):
+        emb.cache_neighbours(-1)
+    # an approximate index's embeddings cache the exact answers
+    if index_mod.ann_available():
+        ann = ItemEmbeddings(ids, emb.vectors).use_index("ann", random_state=0).cache_neighbours(10)
+        assert ann.similar_items(ids[4], k=10)[0].tolist() == want1[0].tolist()

@@ -184,6 +184,15 @@ def test_log_register_and_load_by_alias(tmp_path, emb, next_model, monkeypatch):
     assert [len(x) for x in out["item_ids"]] == [2, 0] and out["unknown"].tolist() == [False, True]
     out = pyfunc.predict(pd.DataFrame({"session": [[a, b]]}), params={"k": 3})
     assert out["item_ids"][0] == served.recommend([a, b], 3)[0].tolist()
+    # the served pyfunc answers item requests from a neighbour table built at load (a small catalogue)
+    from item2vec.registry import NEIGHBOUR_CACHE_K
+
+    assert pyfunc.unwrap_python_model().served.embeddings.neighbour_cache_k == min(NEIGHBOUR_CACHE_K, len(emb) - 1)
+    with use_tracking_uri(uri):
+        plain = mlflow.pyfunc.load_model("models:/toy@champion", model_config={"neighbour_cache": 0})
+    assert plain.unwrap_python_model().served.embeddings.neighbour_cache_k == 0
+    assert plain.predict(pd.DataFrame({"item_id": [a]}), params={"k": 4})["item_ids"][0] == \
+        pyfunc.predict(pd.DataFrame({"item_id": [a]}), params={"k": 4})["item_ids"][0]
 
 
 # ---------------------------------------------------------------------------
