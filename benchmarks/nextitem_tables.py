@@ -309,7 +309,10 @@ def run_dataset(
                     t = time.perf_counter()
                     blend = Blend([bilstm, *(fitted[o][0] for o in others)], step=0.1).fit(
                         data.train, data.n_items, repeats_dropped=data.repeats_dropped, valid=data.valid)
-                    runs.append((blend, time.perf_counter() - t, "w " + "/".join(f"{w:.1f}" for w in blend.weights_)))
+                    label = "w " + "/".join(f"{w:.1f}" for w in blend.weights_)
+                    if not data.repeats_dropped:  # the last item's factor, chosen on validation after the weights
+                        label += f" x{blend.last_item_factor_:g}"
+                    runs.append((blend, time.perf_counter() - t, label))
                 record(blend_label(part, others), runs)
     return {
         "dataset": label_ds,

@@ -9,7 +9,7 @@ from item2vec.base import Recommender
 from item2vec.blend import Blend, _unit_rows, weight_grid
 from item2vec.evaluation import evaluate
 from item2vec.exceptions import DataError
-from item2vec.recommenders import make_recommender
+from item2vec.recommenders import load_recommender, make_recommender
 
 
 class _Fixed(Recommender):
@@ -132,3 +132,40 @@ def test_a_blend_saves_only_when_it_is_fitted_and_every_model_saves(tmp_path):
     with pytest.raises(TypeError, match=r"\['fixed'\] cannot be saved"):
         fixed.save(tmp_path / "b")
     assert not (tmp_path / "b").exists()
+
+
+def test_where_repeats_were_kept_the_last_items_factor_is_chosen_on_validation(tmp_path):
+    # a model that always ranks the prefix's last item first; the log never repeats: factor 0 wins
+    class _Last(_Fixed):
+        name = "last"
+
+        def score_batch(self, prefixes):
+            out = np.tile(self.row, (len(prefixes), 1))
+            for i, p in enumerate(prefixes):
+                out[i, p[-1]] = 2.0
+            return out
+
+    a = _Last([0, 1.0, 0.5, 0.4, 0.0])
+    b = _Fixed([0, 1.0, 0.8, 0.5, 0.0])
+    never = [np.array([3, 1]), np.array([1, 2])] * 10
+    blend = Blend([a, b], step=0.5).fit(never, 4, repeats_dropped=False, valid=never)
+    assert blend.last_item_factor_ == 0.0
+    factors = {t["last_item_factor"]: t["mrr@20"] for t in blend.valid_table_ if "last_item_factor" in t}
+    assert set(factors) == {1.0, 0.0, 0.25, 0.5, 2.0, 4.0} and factors[0.0] > factors[1.0]
+    assert blend.recommend(np.array([1]), k=1)[0].tolist() == [2]  # not 1, the last item
+    # a log where the last item repeats half the time: the factor keeps it in front
+    often = [np.array([1, 1]), np.array([2, 2]), np.array([1, 3])] * 10
+    kept = Blend([a, b], step=0.5).fit(often, 4, repeats_dropped=False, valid=often)
+    assert kept.last_item_factor_ >= 1.0 and kept.recommend(np.array([2]), k=1)[0].tolist() == [2]
+    # saved and read back; where repeats were dropped the factor is 1 and nothing is tried
+    saves = Blend([make_recommender("pop"), make_recommender("markov")], weights=[1, 0], last_item_factor=0.5)
+    saves.fit(often, 4, repeats_dropped=False)
+    loaded = load_recommender(saves.save(tmp_path / "b"))
+    assert loaded.last_item_factor_ == 0.5
+    np.testing.assert_allclose(loaded.score_batch([np.array([1])]), saves.score_batch([np.array([1])]))
+    dropped = Blend([a, b], step=0.5).fit(never, 4, repeats_dropped=True, valid=never)
+    assert dropped.last_item_factor_ == 1.0 and not any("last_item_factor" in t for t in dropped.valid_table_)
+    fixed = Blend([a, b], weights=[1, 1], last_item_factor=0.25).fit(never, 4, repeats_dropped=False, valid=never)
+    assert fixed.last_item_factor_ == 0.25
+    with pytest.raises(ValueError, match="last_item_factor must be a number >= 0"):
+        Blend([a, b], last_item_factor=-1)
