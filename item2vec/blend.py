@@ -124,9 +124,10 @@ class Blend(Recommender):
     last_item_factor_ : float
         The factor on the last item's score in use (1.0 where repeats were dropped).
     valid_table_ : list of dict
-        Per weight vector on the grid: ``weights``, ``mrr@k``, ``hr@k`` on validation
-        (the last item's factor 1); then, where repeats were kept, per factor tried
-        with the chosen weights: ``weights``, ``last_item_factor``, ``mrr@k``, ``hr@k``.
+        Every (weights, factor) tried on validation, in the order tried: ``weights``,
+        ``mrr@k``, ``hr@k`` and, where repeats were kept, ``last_item_factor``. There the
+        choice is a coordinate ascent: the weights at factor 1, the factor for them and,
+        when it moved, the weights at that factor and the factor once more.
     """
 
     name = "blend"
@@ -234,19 +235,36 @@ class Blend(Recommender):
         valid, self._valid = self._valid, None
         self.last_item_factor_ = 1.0 if self.repeats_dropped_ or self.last_item_factor is None \
             else self.last_item_factor
-        if self.weights is not None:
-            self.weights_, self.valid_table_ = self.weights, []
-        else:
-            self.weights_, self.valid_table_ = self._choose(valid, weight_grid(len(self.models), self.step))
+        self.valid_table_ = []
+        self.weights_ = self.weights
+        if self.weights is None:
+            self.weights_ = self._choose_weights(valid)
         if not self.repeats_dropped_ and self.last_item_factor is None and valid is not None and len(valid):
-            self.last_item_factor_, table = self._choose(valid, [self.weights_], LAST_ITEM_FACTORS)
-            self.valid_table_ += table
+            # coordinate ascent: the factor for these weights; when it moved, the weights again at
+            # that factor (a model whose row ranks the last item first is weighed fairly) and the factor again
+            self.last_item_factor_ = self._choose_factor(valid)
+            if self.weights is None and self.last_item_factor_ != 1.0:
+                self.weights_ = self._choose_weights(valid)
+                self.last_item_factor_ = self._choose_factor(valid)
+
+    def _choose_weights(self, valid: Sessions) -> tuple[float, ...]:
+        """The best weight vector of the grid at the current factor; its rows go to ``valid_table_``."""
+        best, table = self._choose(valid, weight_grid(len(self.models), self.step), (self.last_item_factor_,))
+        self.valid_table_ += table
+        return best[0]
+
+    def _choose_factor(self, valid: Sessions) -> float:
+        """The best of :data:`LAST_ITEM_FACTORS` with the current weights; its rows go to ``valid_table_``."""
+        best, table = self._choose(valid, [self.weights_], LAST_ITEM_FACTORS)
+        self.valid_table_ += table
+        return best[1]
 
     def _choose(self, valid: Sessions, grid: list[tuple[float, ...]],
-                factors: Sequence[float] = (1.0,)) -> tuple[Any, list[dict[str, Any]]]:
-        """The best of ``grid`` (weight vectors; the last item's factor 1) or, with one weight vector, of ``factors``.
+                factors: Sequence[float]) -> tuple[tuple[tuple[float, ...], float], list[dict[str, Any]]]:
+        """The best (weights, factor) of ``grid`` x ``factors`` by validation MRR@k (ties: HR@k, then the first).
 
-        Returns (the best weights or factor, the validation table of every candidate).
+        Returns ((weights, factor), the validation table of every candidate: ``weights``,
+        ``last_item_factor`` where repeats were kept, ``mrr@k``, ``hr@k``).
         """
         valid = [np.asarray(s, dtype=np.int64) for s in valid]
         if not any(len(s) >= 2 for s in valid):
@@ -265,11 +283,11 @@ class Blend(Recommender):
             for c, (w, f) in enumerate(cands):
                 ranks[c, start:start + len(part)] = topk_ranks(
                     *self._top(self._mix(units, w), prefixes, self.k, f), pre.targets[part])
-        table = [{"weights": w, **({} if len(factors) == 1 else {"last_item_factor": f}),
+        table = [{"weights": w, **({} if self.repeats_dropped_ else {"last_item_factor": f}),
                   **metrics_from_ranks(r, self.k)} for (w, f), r in zip(cands, ranks, strict=True)]
         m, h = f"mrr@{self.k}", f"hr@{self.k}"
         best = max(range(len(cands)), key=lambda c: (table[c][m], table[c][h], -c))
-        return (cands[best][0] if len(factors) == 1 else cands[best][1]), table
+        return cands[best], table
 
     def _units(self, prefixes: list[np.ndarray], weights: Sequence[float] | None = None) -> list[np.ndarray | None]:
         """Each model's rows on one scale; ``None`` for a model whose weight in ``weights`` is 0 (not scored)."""
