@@ -511,7 +511,8 @@ class RetrainReport:
     served_choice : str or None
         How the served model was chosen.
     blend_weights : dict or None
-        The candidate ``blend``'s weight per model (chosen on the validation days), when it was built.
+        The candidate ``blend``'s weight per model (chosen on the validation days), when it was
+        built; where consecutive repeats were kept, also its ``last_item_factor``.
     metrics : dict or None
         Test metrics of every model, the served ``challenger`` and the ``champion`` included.
     stability : dict or None
@@ -595,7 +596,7 @@ def format_report(report: RetrainReport) -> str:
                      "similar_items: item2vec")
     if report.blend_weights:
         lines.append("  blend weights (chosen on validation): "
-                     + ", ".join(f"{n} {w:.1f}" for n, w in report.blend_weights.items()))
+                     + ", ".join(f"{n} {w:g}" for n, w in report.blend_weights.items()))
     if report.engine and report.engine.get("name") == "spark":
         lines.append(f"  engine: spark ({report.engine.get('spark_master')})"
                      + (f"; {report.engine['warm_start']}" if report.engine.get("warm_start") else ""))
@@ -1143,6 +1144,8 @@ def _blend(job: _Job, servable: dict[str, Any], members: list[str]) -> None:
         return
     servable["blend"] = model
     job.report.blend_weights = dict(zip(["bilstm", *members], model.weights_, strict=True))
+    if not data.repeats_dropped:
+        job.report.blend_weights["last_item_factor"] = model.last_item_factor_
     _score(job, "blend", model, time.perf_counter() - t0)
 
 

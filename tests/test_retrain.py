@@ -435,6 +435,7 @@ def test_a_blend_of_the_bilstm_and_baselines_serves_from_the_registry(daily, tmp
     assert set(r.blend_weights) == {"bilstm", "markov"} and sum(r.blend_weights.values()) == pytest.approx(1.0)
     assert r.metrics["challenger"]["mrr@20"] == pytest.approx(r.metrics["blend"]["mrr@20"])
     assert "blend weights (chosen on validation): bilstm" in format_report(r)
+    assert "last_item_factor" not in r.blend_weights  # repeats dropped: the last item is never recommended
     champ = item2vec.load(f"models:/{NAME}@champion", tracking_uri=store)
     assert isinstance(champ.next_model, Blend) and champ.info["served_model"] == "blend"
     assert [m.name for m in champ.next_model.models] == ["bilstm", "markov"]
@@ -443,6 +444,15 @@ def test_a_blend_of_the_bilstm_and_baselines_serves_from_the_registry(daily, tmp
     ids, _ = champ.recommend(session, k=5)
     idx, _ = champ.next_model.recommend(champ.next_model.vocab.indices(session), 5)
     assert ids.tolist() == champ.next_model.vocab.lookup(idx).tolist()
+
+    # with consecutive repeats kept, the blend also chooses a factor on the last item's score
+    kept = RetrainConfig.from_dict({**GOOD, "model_name": "kept", "serve": ["blend"], "blend": ["markov"],
+                                    "warm_start": False, "prepare": {"test_days": 1.0, "valid_days": 1.0,
+                                                                     "drop_repeats": False}})
+    r = run_retrain(folder, kept, end=days[20], tracking_uri=store)
+    assert r.blend_weights["last_item_factor"] in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+    served = item2vec.load("models:/kept@champion", tracking_uri=store).next_model
+    assert served.repeats_dropped_ is False and served.last_item_factor_ == r.blend_weights["last_item_factor"]
 
 
 def test_the_candidates_come_from_the_one_registry(daily, tmp_path, monkeypatch):
