@@ -17,8 +17,9 @@ Where consecutive repeats were kept (``repeats_dropped_`` False), how often a se
 repeats its last item is a fact of the log (23 % of Diginetica's next items, 0.3 % of
 Online Retail's) that most models do not learn: item2vec's neighbours rank the last
 item first, Markov and SKNN by co-occurrence. The blend then also multiplies each
-prefix's last item's score by a factor chosen on validation after the weights (from
-:data:`LAST_ITEM_FACTORS`; 0 never recommends it, 1 leaves the mix alone).
+prefix's last item's score by a factor chosen on validation with the weights, by
+coordinate ascent (from :data:`LAST_ITEM_FACTORS`; 0 never recommends it, 1 leaves the
+mix alone).
 """
 
 from __future__ import annotations

@@ -206,7 +206,9 @@ class RetrainConfig(DictConfig):
         Baselines (from :data:`BLENDABLE`) blended with the BiLSTM into the candidate
         ``blend`` (:class:`~item2vec.blend.Blend`): weights from a 0.1 grid chosen by
         MRR at the gating cut-off on the validation days, the BiLSTM alone among
-        them, so on those days the blend is never behind the BiLSTM. ``[]``: no blend.
+        them, so on those days the blend is never behind the BiLSTM; where repeats were
+        kept (``prepare.drop_repeats = false``) also a factor on the last item's score.
+        ``[]``: no blend.
     k : int
         Cut-off of the reported metrics.
     gating_metric : str
