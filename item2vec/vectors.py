@@ -205,7 +205,8 @@ class ItemEmbeddings:
         if kk <= 0:
             self._neighbour_cache = None
             return self
-        exact = self.index if self.index.kind == "exact" else ExactIndex(self.unit)
+        held = self._index  # not self.index: that would build an approximate graph only to look at its kind
+        exact = held if held is not None and held.kind == "exact" else ExactIndex(self.unit)
         self._neighbour_cache = exact.neighbours(np.arange(len(self)), kk)
         return self
 
